@@ -1,0 +1,594 @@
+"""
+Execution: run programs in the sandbox (eval/sandbox.py), one fresh process per sample, a thread
+pool of workers (default: all cores), a verdict per test input.
+
+    problems = make_problems("humaneval+")                 # benchmark records -> runnable problems
+    ensure_expected(problems)                              # canonical outputs, cached on disk
+    results = run_jobs([Job(problems[0], program, sample=0)])
+
+How a program is judged, per benchmark:
+  humaneval           HumanEval's own check(candidate) (not EvalPlus's differential "base").
+  humaneval+          differential testing on EvalPlus's base_input then plus_input: the output of
+                      the program must equal the canonical solution's (atol for floats, NaN equals
+                      NaN, HumanEval/32 checked by |poly(xs, x)| <= atol, MBPP+ set/not-None oracles).
+  mbpp / mbpp+        the same on MBPP+ base_input (mbpp) or base_input then plus_input (mbpp+).
+  bigcodebench(-hard) the task's unittest classes; every test method must pass.
+Comparison happens in this process, which never runs sample code; the child only ships outputs.
+
+Time limits (EvalPlus's scheme): per input max(floor, factor * canonical time), capped; the sample
+as a whole is capped too. The child enforces per-input limits with a timer, and this process kills
+the child's whole process group when it makes no progress for longer than that (a hang inside C
+code, a sample that swallows the timer).
+"""
+import hashlib
+import marshal
+import math
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from eval import data as bdata
+
+SANDBOX = Path(__file__).with_name("sandbox.py")
+
+
+@dataclass
+class Limits:
+    factor: float = 4.0        # per-input limit = factor * canonical time ...
+    floor: float = 1.0         # ... but at least this (seconds) ...
+    cap: float = 20.0          # ... and at most this
+    sample_cap: float = 240.0  # wall-clock cap for one sample, all its inputs together
+    bcb_floor: float = 20.0    # BigCodeBench: whole test suite, seconds
+    bcb_cap: float = 120.0
+    bcb_default: float = 60.0  # when the canonical's own time is unknown
+    load: float = 10.0         # defining the program (module-level code)
+    memory_mb: int = 4096      # RLIMIT_AS of the child (which holds one task's inputs, nothing more)
+    fsize_mb: int = 256
+    nproc: int = 256           # RLIMIT_NPROC (binds for non-root users only)
+    max_procs: int = 64        # process creations per BigCodeBench sample (counted by the guards)
+
+
+# ---------------------------------------------------------------------------- problems
+def _tupleize(x, depth):
+    """lists -> tuples down to `depth` levels (depth 0: x itself)."""
+    if depth < 0 or not isinstance(x, list):
+        return x
+    return tuple(_tupleize(v, depth - 1) for v in x) if depth == 0 else [_tupleize(v, depth - 1) for v in x]
+
+
+def _deep_tuple(x):
+    return tuple(_deep_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+def mbpp_inputs(task_id: str, inputs: list) -> list:
+    """MBPP+ stores tuples, sets and complex numbers as JSON lists/strings; put back the types the
+    task's signature expects (the task ids are those EvalPlus restores)."""
+    n = int(task_id.split("/")[1])
+    if not inputs:
+        return []
+    out = []
+    for args in inputs:
+        a = list(args)
+        if n in (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740, 744, 809):
+            a = [tuple(v) for v in a]                                  # every argument is a tuple
+        elif n in (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780):
+            a = [[tuple(v) for v in arg] for arg in a]                 # every argument: list of tuples
+        elif n in (75, 413, 444, 753):
+            a = [[tuple(v) for v in a[0]]] + a[1:2]                    # first: list of tuples
+        elif n in (106, 750):
+            a = [a[0], tuple(a[1])]
+        elif n == 115:
+            a = [[set(v) if isinstance(v, list) and v else {} for v in a[0]]]
+        elif n == 124:
+            a = [float(a[0]), complex(a[1])]
+        elif n in (250, 405, 446, 617, 720, 763, 808):
+            a = [tuple(a[0])] + a[1:2]
+        elif n in (259, 401, 445):
+            a = [tuple(tuple(v) for v in arg) for arg in a]            # tuples of tuples
+        elif n == 278:
+            a = [tuple(tuple(v) if isinstance(v, list) else v for v in a[0])]
+        elif n == 307:
+            a = [tuple(a[0]), a[1], a[2]]
+        elif n == 722:
+            a = [{k: tuple(v) for k, v in a[0].items()}] + a[1:]
+        elif n == 252:
+            a = [complex(a[0])]
+        elif n in (580, 615, 791):
+            a = _deep_tuple(a)
+        out.append(list(a) if not isinstance(a, tuple) else a)
+    return out
+
+
+def mbpp_prompt(task: dict) -> str:
+    """Our MBPP(+) prompt (a base-model completion prompt, stated in eval/README.md): the task text
+    and its first test as a module docstring, the layout of EvalPlus's v0.2.0 release. The model
+    continues with the function."""
+    p = task["prompt"].strip()
+    if p.startswith('"""'):  # an official v0.2.0 record already has it
+        return p + "\n"
+    text = p.strip("'").strip()
+    first = next((ln.strip() for ln in task.get("assertion", "").splitlines() if ln.strip().startswith("assert")), "")
+    return f'"""\n{text}\n{first}\n"""\n'
+
+
+def make_problems(task: str, path=None) -> list[dict]:
+    """Benchmark records -> problems: {task, task_id, prompt, entry_point, canonical (a whole
+    program), groups spec...}. `task` is one of TASKS."""
+    if task in ("humaneval", "humaneval+"):
+        rows = bdata.load_benchmark(task, path)
+        dhash = bdata.dataset_hash(task, path)
+        probs = []
+        for r in rows:
+            p = dict(task=task, task_id=r["task_id"], prompt=r["prompt"], entry_point=r["entry_point"],
+                     canonical=r["prompt"] + r["canonical_solution"], dataset="humaneval", dhash=dhash)
+            if task == "humaneval":
+                p.update(kind="check", test=r["test"])
+            else:
+                p.update(kind="diff", base_input=r["base_input"], plus_input=r["plus_input"] or [],
+                         atol=float(r["atol"] or 0), groups=["base", "plus"])
+            probs.append(p)
+        return probs
+    if task in ("mbpp", "mbpp+"):
+        rows = bdata.load_benchmark("mbpp+", path)
+        dhash = bdata.dataset_hash("mbpp+", path)
+        return [dict(task=task, task_id=r["task_id"], prompt=mbpp_prompt(r), entry_point=r["entry_point"],
+                     canonical=r["canonical_solution"], dataset="mbpp", dhash=dhash, kind="diff",
+                     base_input=mbpp_inputs(r["task_id"], r["base_input"]),
+                     plus_input=mbpp_inputs(r["task_id"], r["plus_input"] or []),
+                     atol=float(r["atol"] or 0), version=r.get("version", ""),
+                     groups=["base"] if task == "mbpp" else ["base", "plus"]) for r in rows]
+    if task in ("bigcodebench", "bigcodebench-hard"):
+        rows = bdata.load_benchmark(task, path)
+        dhash = bdata.dataset_hash("bigcodebench", path) if task == "bigcodebench" else bdata.dataset_hash(task, path)
+        return [dict(task=task, task_id=r["task_id"], prompt=r["complete_prompt"], entry_point=r["entry_point"],
+                     canonical=r["complete_prompt"] + r["canonical_solution"], dataset="bigcodebench",
+                     dhash=dhash, kind="unittest", test=r["test"], libs=r["libs"],
+                     imports=bcb_imports(r["code_prompt"] + r["canonical_solution"] + "\n" + r["test"]))
+                for r in rows]
+    raise ValueError(f"unknown eval task {task!r}; known: {', '.join(TASKS)}")
+
+
+TASKS = ["humaneval", "humaneval+", "mbpp", "mbpp+", "bigcodebench", "bigcodebench-hard"]
+
+
+def bcb_imports(code: str) -> list[str]:
+    """Top-level module names a BigCodeBench program and its tests import."""
+    import ast
+    names = set()
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return sorted(names)
+
+
+def missing_modules(problem: dict) -> list[str]:
+    """Modules a BigCodeBench task needs that this Python cannot import (the task is then skipped)."""
+    import importlib.util
+    out = []
+    for m in problem.get("imports", []):
+        if m in sys.stdlib_module_names:
+            continue
+        try:
+            if importlib.util.find_spec(m) is None:
+                out.append(m)
+        except (ImportError, ValueError):
+            out.append(m)
+    return out
+
+
+def is_stdlib_only(problem: dict) -> bool:
+    return all(m in sys.stdlib_module_names for m in problem.get("imports", []))
+
+
+# ---------------------------------------------------------------------------- comparing outputs
+MBPP_SET_EQ = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
+               "intersection_array", "find_dissimilar", "Diff"}
+MBPP_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
+
+
+def _poly(xs, x):
+    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
+
+
+def _surface_area(base_edge, height):  # Mbpp/581's oracle: the height is the pyramid's height
+    slant = math.sqrt((base_edge / 2) ** 2 + height ** 2)
+    return round(base_edge ** 2 + 2 * base_edge * slant)
+
+
+def _digit_distance(a, b):  # Mbpp/558's oracle: pad the shorter number with zeros
+    sa, sb = str(a), str(b)
+    w = max(len(sa), len(sb))
+    return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(w), sb.zfill(w)))
+
+
+def _is_floats(x) -> bool:
+    return isinstance(x, float) or (isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, float) for v in x))
+
+
+def _close(a, b, tol) -> bool:
+    """a == b with |a - b| <= tol + 1e-7 |b| for numbers, NaN == NaN, recursively."""
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            return False
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        if math.isinf(a) or math.isinf(b):
+            return a == b
+        return abs(a - b) <= tol + 1e-7 * abs(b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    return a == b
+
+
+def outputs_match(out, exp, problem: dict, args) -> bool:
+    """Is `out` (the sample's) right, given `exp` (the canonical's) on input `args`?"""
+    ep, atol = problem["entry_point"], problem.get("atol", 0.0)
+    try:
+        if problem["dataset"] == "humaneval" and ep == "find_zero":
+            # any root will do: judge the polynomial at the returned point (EvalPlus 0.3.1 swapped the arguments)
+            return isinstance(out, (int, float)) and not isinstance(out, bool) and abs(_poly(args[0], out)) <= atol
+        if problem["dataset"] == "mbpp":
+            if ep in MBPP_NOT_NONE:
+                return out == exp if isinstance(out, bool) else exp == (out is not None)
+            if ep in MBPP_SET_EQ:
+                return set(out) == set(exp)
+            if ep == "are_equivalent":
+                return True
+            if ep == "sum_div" and out == 0:
+                return True
+            if ep == "surface_Area" and isinstance(out, (int, float)) and abs(out - _surface_area(*args)) <= atol:
+                return True
+            if ep == "digit_distance_nums" and out == _digit_distance(*args):
+                return True
+        if out == exp:
+            return True
+        tol = atol or (1e-6 if _is_floats(exp) else 0.0)
+        if tol and type(out) is not type(exp):
+            return False
+        return _close(out, exp, tol)
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------------- the child process
+def _child_env(tmp):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
+           "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "NUMEXPR_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TOKENIZERS_PARALLELISM": "false"}
+    return env
+
+
+def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None):
+    """Run one program in a fresh sandbox process. `on_message(msg)` sees each message as it
+    arrives and may return True to stop the child early. Returns (messages, info) where info has
+    rc, killed ("progress" | "total" | "early" | None), seconds, stderr tail."""
+    tmp = tempfile.mkdtemp(prefix="snowcoder-sbx-")
+    r, w = os.pipe()
+    err = tempfile.TemporaryFile()
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX), str(w)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=err, cwd=tmp, env=_child_env(tmp),
+                            pass_fds=(w,), start_new_session=True, close_fds=True)
+    os.close(w)
+    msgs, killed, buf = [], None, bytearray()
+    try:
+        try:  # the child reads all of stdin first, so this cannot deadlock
+            proc.stdin.write(marshal.dumps(payload))
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        last = time.monotonic()
+        deadline_total = t0 + total_limit
+        eof = False
+        while not eof:
+            now = time.monotonic()
+            wait = min(last + progress_limit, deadline_total) - now
+            if wait <= 0:
+                killed = "total" if now >= deadline_total else "progress"
+                break
+            ready, _, _ = select.select([r], [], [], wait)
+            if not ready:
+                continue
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                eof = True
+            buf += chunk
+            stop = False
+            while len(buf) >= 4:
+                n = int.from_bytes(buf[:4], "little")
+                if len(buf) < 4 + n:
+                    break
+                try:
+                    msg = marshal.loads(bytes(buf[4:4 + n]))
+                except Exception:
+                    msg = ("?",)
+                del buf[:4 + n]
+                msgs.append(msg)
+                last = time.monotonic()
+                if on_message is not None and on_message(msg):
+                    stop = True
+                    break
+            if stop:
+                killed = "early"
+                break
+    finally:
+        os.close(r)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started in its group
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        err.seek(0, 2)
+        err.seek(max(0, err.tell() - 2000))
+        tail = err.read().decode("utf-8", "replace")
+        err.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return msgs, dict(rc=proc.returncode, killed=killed, seconds=time.monotonic() - t0, stderr=tail)
+
+
+# ---------------------------------------------------------------------------- expected outputs
+def cache_root() -> Path:
+    return Path(os.environ.get("SNOWCODER_CACHE", Path.home() / ".cache" / "snowcoder"))
+
+
+def _expected_path(problem) -> Path:
+    safe = problem["task_id"].replace("/", "_")
+    fam = {"humaneval": "humaneval", "mbpp": "mbpp", "bigcodebench": "bigcodebench"}[problem["dataset"]]
+    kind = problem["kind"]
+    return cache_root() / "expected" / f"{fam}-{kind}-{problem['dhash']}" / f"{safe}.marshal"
+
+
+def _input_blobs(problem, group):
+    """Each input list, marshalled once (the child unmarshals a fresh copy per call)."""
+    key = "_blobs_" + group
+    if key not in problem:
+        problem[key] = [marshal.dumps(list(a) if isinstance(a, list) else a) for a in problem[group + "_input"]]
+    return problem[key]
+
+
+def expected_job(problem: dict, limits: Limits):
+    """Run the canonical solution once, recording outputs and times. Returns the record to cache."""
+    if problem["kind"] == "diff":
+        groups = [dict(kind="inputs", inputs=_input_blobs(problem, g), limits=[60.0] * len(problem[g + "_input"]),
+                       fatal=False) for g in ("base", "plus")]
+    elif problem["kind"] == "check":
+        groups = [dict(kind="check", test=problem["test"], limit=120.0)]
+    else:
+        groups = [dict(kind="unittest", test=problem["test"], limit=600.0)]
+    payload = dict(mode="func" if problem["kind"] != "unittest" else "unittest", code=problem["canonical"],
+                   entry_point=problem["entry_point"], groups=groups, memory_mb=limits.memory_mb,
+                   fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=60.0,
+                   allow_procs=problem["kind"] == "unittest", max_procs=limits.max_procs,
+                   module_name="__test__" if problem["kind"] == "unittest" else "solution")
+    msgs, info = run_sandboxed(payload, progress_limit=120.0 if problem["kind"] == "diff" else 660.0,
+                               total_limit=1800.0)
+    rec = dict(errors=[], seconds=info["seconds"])
+    if problem["kind"] == "diff":
+        for gi, g in enumerate(("base", "plus")):
+            n = len(problem[g + "_input"])
+            outs, times = [None] * n, [limits.cap] * n
+            got = 0
+            for m in msgs:
+                if m[0] == "R" and m[1] == gi:
+                    _, _, i, status, val, dt = m
+                    times[i] = dt
+                    got += 1
+                    if status == "ok":
+                        outs[i] = (val is not None) if problem["entry_point"] in MBPP_NOT_NONE and problem["dataset"] == "mbpp" else val
+                    else:
+                        rec["errors"].append(f"{g}[{i}]: {status}: {str(val)[-300:]}")
+            if got < n:
+                rec["errors"].append(f"{g}: only {got}/{n} inputs ran ({_why(msgs, info)})")
+            rec[g], rec[g + "_time"] = outs, times
+    else:
+        ok = any(m[0] == "D" for m in msgs)
+        bad = [m for m in msgs if (m[0] == "R" and m[3] != "ok") or (m[0] == "T" and m[3] != "ok") or m[0] == "L"]
+        for m in bad:
+            rec["errors"].append(str(m[1] if m[0] == "L" else m[2:5])[-500:])
+        if not ok:
+            rec["errors"].append(f"did not finish ({_why(msgs, info)})")
+        rec["time"] = info["seconds"]
+    return rec
+
+
+def _why(msgs, info):
+    if info["killed"]:
+        return f"killed: no progress within the limit" if info["killed"] == "progress" else f"killed: {info['killed']}"
+    if info["rc"] not in (0, None):
+        return f"exit status {info['rc']}" + (f", stderr: {info['stderr'][-300:]}" if info["stderr"].strip() else "")
+    return "exited before the end" + (f", stderr: {info['stderr'][-300:]}" if info["stderr"].strip() else "")
+
+
+def load_expected(problem):
+    p = _expected_path(problem)
+    return marshal.loads(p.read_bytes()) if p.exists() else None
+
+
+def ensure_expected(problems: list[dict], limits: Limits = None, workers: int = None, desc="expected outputs"):
+    """Compute (once; cached on disk under the dataset's md5) what the canonical solutions return
+    and how long they take. BigCodeBench tasks with missing modules are left out."""
+    limits = limits or Limits()
+    todo = [p for p in problems if not _expected_path(p).exists() and not missing_modules(p)]
+    if not todo:
+        return
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
+        futs = {ex.submit(expected_job, p, limits): p for p in todo}
+        for f in tqdm(as_completed(futs), total=len(futs), desc=desc, leave=False):
+            p = futs[f]
+            rec = f.result()
+            path = _expected_path(p)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+            tmp.write_bytes(marshal.dumps(rec))
+            tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- judging one sample
+@dataclass
+class Job:
+    problem: dict
+    program: str
+    sample: int = 0
+    extra: dict = field(default_factory=dict)  # carried into the verdict (e.g. the raw completion)
+
+
+def _limit(t, limits):
+    return min(limits.cap, max(limits.floor, limits.factor * t))
+
+
+def _short(x, n=300):
+    s = repr(x)
+    return s if len(s) <= n else s[:n] + f"... ({len(s)} chars)"
+
+
+def judge(job: Job, limits: Limits = None) -> dict:
+    """Run one program against its problem's tests. Returns the verdict record."""
+    limits = limits or Limits()
+    p = job.problem
+    v = dict(task=p["task"], task_id=p["task_id"], sample=job.sample, **job.extra)
+    if p["kind"] == "unittest" and (miss := missing_modules(p)):
+        return dict(v, status="skipped", passed=None, reason="missing modules: " + ", ".join(miss))
+    exp = load_expected(p)
+    common = dict(mode="func" if p["kind"] != "unittest" else "unittest", code=job.program,
+                  entry_point=p["entry_point"], memory_mb=limits.memory_mb, fsize_mb=limits.fsize_mb,
+                  nproc=limits.nproc, load_limit=limits.load, allow_procs=p["kind"] == "unittest",
+                  max_procs=limits.max_procs, module_name="__test__" if p["kind"] == "unittest" else "solution")
+    if p["kind"] == "diff":
+        if exp is None:
+            raise RuntimeError(f"{p['task_id']}: expected outputs missing; call ensure_expected first")
+        gnames = p["groups"]
+        groups, glimits = [], []
+        for g in gnames:
+            lim = [_limit(t, limits) for t in exp[g + "_time"]]
+            glimits.append(lim)
+            groups.append(dict(kind="inputs", inputs=_input_blobs(p, g), limits=lim, fatal=True))
+        verdicts = {g: ["-"] * len(p[g + "_input"]) for g in gnames}
+        first = {}
+
+        def on_message(m):
+            if m[0] != "R":
+                return False
+            _, gi, i, status, val, dt = m
+            g = gnames[gi]
+            if status == "ok":
+                ok = outputs_match(val, exp[g][i], p, p[g + "_input"][i])
+                verdicts[g][i] = "." if ok else "F"
+                if not ok and not first:
+                    first.update(group=g, index=i, input=_short(p[g + "_input"][i]), expected=_short(exp[g][i]),
+                                 got=_short(val))
+                return not ok  # a wrong output ends the sample (the later groups depend on this one)
+            verdicts[g][i] = {"err": "E", "timeout": "T", "type": "X"}.get(status, "E")
+            if not first:
+                first.update(group=g, index=i, input=_short(p[g + "_input"][i]), error=str(val or status)[-1500:])
+            return True
+        progress = max([max(l, default=limits.floor) for l in glimits] + [limits.load]) + 5.0
+        total = min(limits.sample_cap, limits.load + 5.0 + sum(sum(l) for l in glimits))
+        msgs, info = run_sandboxed(dict(common, groups=groups), progress, total, on_message)
+        loaded = any(m[0] == "S" for m in msgs)
+        done = any(m[0] == "D" for m in msgs)
+        load_err = next((m[1] for m in msgs if m[0] == "L"), None)
+        if load_err is not None:
+            first.update(error=load_err[-1500:], group="load")
+        elif not first and not done:
+            # the child went away (os._exit, a crash, a kill) or hung: blame the input it was on
+            for g in gnames:
+                if "-" in verdicts[g]:
+                    i = verdicts[g].index("-")
+                    verdicts[g][i] = "T" if info["killed"] in ("progress", "total") else "K"
+                    first.update(group=g, index=i, input=_short(p[g + "_input"][i]), error=_why(msgs, info))
+                    break
+            else:
+                first.update(group="exit", error=_why(msgs, info))
+        passed = done and not first and all(c == "." for g in gnames for c in verdicts[g])
+        status = "pass" if passed else ("timeout" if any("T" in verdicts[g] for g in gnames) else
+                                        "error" if load_err or not loaded else "fail")
+        v.update(status=status, passed=passed, verdicts={g: "".join(verdicts[g]) for g in gnames})
+    elif p["kind"] == "check":
+        t = exp["time"] if exp else 1.0
+        lim = min(limits.sample_cap, max(limits.floor * 5, limits.factor * t))
+        msgs, info = run_sandboxed(dict(common, groups=[dict(kind="check", test=p["test"], limit=lim)]),
+                                   lim + limits.load + 5.0, lim + limits.load + 10.0)
+        r = next((m for m in msgs if m[0] == "R"), None)
+        load_err = next((m[1] for m in msgs if m[0] == "L"), None)
+        done = any(m[0] == "D" for m in msgs)
+        passed = r is not None and r[3] == "ok" and done
+        first = {}
+        if load_err is not None:
+            first = dict(group="load", error=load_err[-1500:])
+        elif r is None or r[3] != "ok":
+            first = dict(group="check", error=(str(r[4] or r[3]) if r else _why(msgs, info))[-1500:])
+        elif not done:
+            first = dict(group="exit", error=_why(msgs, info))
+        status = "pass" if passed else ("timeout" if (r and r[3] == "timeout") or info["killed"] else
+                                        "error" if load_err else "fail")
+        v.update(status=status, passed=passed, verdicts={"check": "." if passed else ("T" if status == "timeout" else "F")})
+    else:  # unittest
+        t = exp["time"] if exp and not exp["errors"] else None
+        lim = limits.bcb_default if t is None else min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t))
+        msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),
+                                   lim + limits.load + 10.0, lim + limits.load + 20.0)
+        tests = [m for m in msgs if m[0] == "T"]
+        load_err = next((m[1] for m in msgs if m[0] == "L"), None)
+        done = any(m[0] == "D" for m in msgs)
+        bad = [m for m in tests if m[3] != "ok"]
+        passed = bool(tests) and not bad and done and load_err is None
+        first = {}
+        if load_err is not None:
+            first = dict(group="load", error=load_err[-1500:])
+        elif bad:
+            first = dict(group="unittest", test=bad[0][2], error=(bad[0][4] or bad[0][3])[-1500:])
+        elif not done or not tests:
+            first = dict(group="exit", error=_why(msgs, info))
+        status = "pass" if passed else ("timeout" if info["killed"] or any(m[3] == "timeout" for m in bad) else
+                                        "error" if load_err else "fail")
+        v.update(status=status, passed=passed, verdicts={"tests": "".join("." if m[3] == "ok" else "F" for m in tests)},
+                 tests=[m[2] for m in tests])
+    if first:
+        v["first_failure"] = first
+    v["seconds"] = round(info["seconds"], 3)
+    return v
+
+
+def run_jobs(jobs: list[Job], limits: Limits = None, workers: int = None, on_result=None, desc="executing"):
+    """Judge every job on a pool of `workers` threads, each driving one sandbox process at a time.
+    `on_result(verdict)` is called in the main thread as each finishes (append it to a file there)."""
+    limits = limits or Limits()
+    ensure_expected(list({id(j.problem): j.problem for j in jobs}.values()), limits, workers)
+    out = []
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
+        futs = [ex.submit(judge, j, limits) for j in jobs]
+        for f in tqdm(as_completed(futs), total=len(futs), desc=desc, leave=False):
+            v = f.result()
+            out.append(v)
+            if on_result is not None:
+                on_result(v)
+    return out
+
+
+def program_hash(program: str) -> str:
+    return hashlib.sha1(program.encode()).hexdigest()[:16]

@@ -1,0 +1,292 @@
+"""
+FlashAttention-style causal self-attention in Triton, forward and backward.
+
+    o = softmax(q k^T * sm_scale + causal mask) v        flash_attention(q, k, v)
+    q (B, H, T, D), k and v (B, H_kv, T, D), H a multiple of H_kv (GQA; H_kv == H is plain MHA)
+
+Forward (one program per block of BLOCK_M queries of one head): stream over key blocks keeping a
+running row max m, running denominator l and an unnormalised fp32 accumulator ("online softmax"),
+so the T x T score matrix never exists in memory. Key blocks strictly below the diagonal need no
+mask; only the diagonal blocks (and the ragged end, T need not be a multiple of anything) are
+masked. The row logsumexp is saved for the backward pass, which recomputes the probabilities
+block by block instead of storing them:
+    dv = p^T do,  dp = do v^T,  ds = p * (dp - delta),  dq = ds k * scale,  dk = ds^T q * scale
+with delta = rowsum(do * o). Two backward kernels avoid atomics: one per key block (dk, dv; for
+GQA it loops over the query heads sharing that key head, so the group sum is free), one per query
+block (dq).
+
+Exponentials are base 2 (exp2 is the native instruction): scores are scaled by sm_scale*log2(e)
+and the saved logsumexp is in log2 units. Matmul inputs are the input dtype (fp16/bf16 tensor
+cores) with fp32 accumulation; softmax statistics are fp32. Under TRITON_INTERPRET=1 (CPU) the
+kernels compute in fp32 after every load instead (bf16 arithmetic is broken in the interpreter),
+rounding p and ds to the input dtype before their matmuls like the GPU does.
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels import INTERPRET, cast
+
+LOG2E = 1.4426950408889634
+
+# -----------------------------------------------------------------------------
+# forward
+
+
+def _fwd_configs():
+    if INTERPRET:  # the interpreter cannot autotune over several configs
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
+    # BLOCK_M must be a multiple of BLOCK_N: the unmasked stage ends exactly at the diagonal
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 32, 4, 4),
+                                 (64, 64, 4, 3), (64, 32, 4, 4)]]
+
+
+@triton.jit
+def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, lo, hi, T, qk_scale,
+               MASKED: tl.constexpr, BLOCK_N: tl.constexpr, DOT: tl.constexpr, IN: tl.constexpr,
+               INTERPRETED: tl.constexpr):
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        kt_ptrs = k_base + offs_n[None, :] * stride_kt + offs_d[:, None]  # (D, BLOCK_N): k transposed
+        v_ptrs = v_base + offs_n[:, None] * stride_vt + offs_d[None, :]   # (BLOCK_N, D)
+        if MASKED:
+            kt = tl.load(kt_ptrs, mask=offs_n[None, :] < T, other=0.0).to(DOT)
+        else:
+            kt = tl.load(kt_ptrs).to(DOT)
+        s = tl.dot(q, kt) * qk_scale  # (BLOCK_M, BLOCK_N) scores in log2 units
+        if MASKED:
+            keep = (offs_m[:, None] >= offs_n[None, :]) & (offs_n[None, :] < T)
+            s = tl.where(keep, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.math.exp2(s - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)  # rescales what was accumulated under the old max
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if MASKED:
+            v = tl.load(v_ptrs, mask=offs_n[:, None] < T, other=0.0).to(DOT)
+        else:
+            v = tl.load(v_ptrs).to(DOT)
+        acc = tl.dot(cast(p, IN, INTERPRETED).to(DOT), v, acc * alpha[:, None])
+        m_i = m_new
+    return acc, m_i, l_i
+
+
+@triton.autotune(configs=_fwd_configs(), key=["T", "HEAD_DIM", "GROUP"])
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE, sm_scale,
+              stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+              stride_vb, stride_vh, stride_vt, stride_ob, stride_oh, stride_ot,
+              H, T, GROUP,
+              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              INTERPRETED: tl.constexpr = INTERPRET):
+    IN: tl.constexpr = Q.dtype.element_ty
+    DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
+    start_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b, h = bh // H, bh % H
+    hk = h // GROUP  # the key/value head this query head reads (GQA)
+    q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
+    k_base = K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
+    v_base = V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
+    o_base = O + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :], mask=offs_m[:, None] < T, other=0.0).to(DOT)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    # stage 1: key blocks wholly before this query block, no masking needed
+    diag = start_m * BLOCK_M
+    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d,
+                               0, diag, T, qk_scale, False, BLOCK_N, DOT, IN, INTERPRETED)
+    # stage 2: the diagonal, causal and end-of-sequence masks (every row sees at least key 0 of
+    # this stage or of stage 1, so l_i > 0 even for padding rows past T)
+    acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d,
+                               diag, tl.minimum(diag + BLOCK_M, T), T, qk_scale, True, BLOCK_N, DOT, IN,
+                               INTERPRETED)
+    acc = acc / l_i[:, None]
+    tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.math.log2(l_i), mask=offs_m < T)
+    tl.store(o_base + offs_m[:, None] * stride_ot + offs_d[None, :], cast(acc, O.dtype.element_ty, INTERPRETED),
+             mask=offs_m[:, None] < T)
+
+# -----------------------------------------------------------------------------
+# backward
+
+
+def _bwd_configs():
+    if INTERPRET:
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in [(32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 3),
+                                 (64, 64, 8, 2), (128, 64, 8, 2)]]
+
+
+@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"])
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, sm_scale,
+                   stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+                   stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
+                   stride_dkb, stride_dkh, stride_dkt, stride_dvb, stride_dvh, stride_dvt,
+                   H, T, GROUP,
+                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   INTERPRETED: tl.constexpr = INTERPRET):
+    """One program per (key block, batch, key head): dk and dv stay in registers while it sweeps
+    every query block (of every query head in the GQA group) that can see these keys."""
+    IN: tl.constexpr = Q.dtype.element_ty
+    DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
+    start_n = tl.program_id(0) * BLOCK_N
+    bk = tl.program_id(1)
+    HKV = H // GROUP
+    b, hk = bk // HKV, bk % HKV
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    k = tl.load(K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
+                + offs_n[:, None] * stride_kt + offs_d[None, :], mask=offs_n[:, None] < T, other=0.0).to(DOT)
+    v = tl.load(V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
+                + offs_n[:, None] * stride_vt + offs_d[None, :], mask=offs_n[:, None] < T, other=0.0).to(DOT)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    for g in range(GROUP):
+        h = hk * GROUP + g
+        q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
+        do_base = DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh
+        row_base = (b * H + h).to(tl.int64) * T
+        # queries before start_n cannot see any of these keys (causal): start there
+        for start_m in range(start_n, T, BLOCK_M):
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            in_m = offs_m < T
+            qt = tl.load(q_base + offs_m[None, :] * stride_qt + offs_d[:, None], mask=in_m[None, :], other=0.0).to(DOT)
+            do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :], mask=in_m[:, None], other=0.0).to(DOT)
+            lse = tl.load(LSE + row_base + offs_m, mask=in_m, other=0.0)
+            delta = tl.load(DELTA + row_base + offs_m, mask=in_m, other=0.0)
+            st = tl.dot(k, qt) * qk_scale  # (BLOCK_N, BLOCK_M) scores, transposed
+            keep = (offs_m[None, :] >= offs_n[:, None]) & in_m[None, :]
+            pt = tl.where(keep, tl.math.exp2(st - lse[None, :]), 0.0)
+            dv = tl.dot(cast(pt, IN, INTERPRETED).to(DOT), do, dv)
+            dpt = tl.dot(v, tl.trans(do))  # (BLOCK_N, BLOCK_M)
+            dst = pt * (dpt - delta[None, :])
+            dk = tl.dot(cast(dst, IN, INTERPRETED).to(DOT), tl.trans(qt), dk)
+    dk = dk * sm_scale
+    in_n = offs_n[:, None] < T
+    tl.store(DK + b.to(tl.int64) * stride_dkb + hk.to(tl.int64) * stride_dkh + offs_n[:, None] * stride_dkt
+             + offs_d[None, :], cast(dk, DK.dtype.element_ty, INTERPRETED), mask=in_n)
+    tl.store(DV + b.to(tl.int64) * stride_dvb + hk.to(tl.int64) * stride_dvh + offs_n[:, None] * stride_dvt
+             + offs_d[None, :], cast(dv, DV.dtype.element_ty, INTERPRETED), mask=in_n)
+
+
+@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"])
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, sm_scale,
+                 stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+                 stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
+                 stride_dqb, stride_dqh, stride_dqt,
+                 H, T, GROUP,
+                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 INTERPRETED: tl.constexpr = INTERPRET):
+    """One program per (query block, batch, head): dq accumulates over the visible key blocks."""
+    IN: tl.constexpr = Q.dtype.element_ty
+    DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b, h = bh // H, bh % H
+    hk = h // GROUP
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    in_m = offs_m < T
+    q = tl.load(Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh + offs_m[:, None] * stride_qt
+                + offs_d[None, :], mask=in_m[:, None], other=0.0).to(DOT)
+    do = tl.load(DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh + offs_m[:, None] * stride_dot
+                 + offs_d[None, :], mask=in_m[:, None], other=0.0).to(DOT)
+    lse = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=in_m, other=0.0)
+    delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=in_m, other=0.0)
+    k_base = K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
+    v_base = V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    for start_n in range(0, tl.minimum(start_m + BLOCK_M, T), BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        in_n = offs_n < T
+        kt = tl.load(k_base + offs_n[None, :] * stride_kt + offs_d[:, None], mask=in_n[None, :], other=0.0).to(DOT)
+        vt = tl.load(v_base + offs_n[None, :] * stride_vt + offs_d[:, None], mask=in_n[None, :], other=0.0).to(DOT)
+        s = tl.dot(q, kt) * qk_scale
+        keep = (offs_m[:, None] >= offs_n[None, :]) & in_n[None, :]
+        p = tl.where(keep, tl.math.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, vt)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(cast(ds, IN, INTERPRETED).to(DOT), tl.trans(kt), dq)
+    dq = dq * sm_scale
+    tl.store(DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh + offs_m[:, None] * stride_dqt
+             + offs_d[None, :], cast(dq, DQ.dtype.element_ty, INTERPRETED), mask=in_m[:, None])
+
+# -----------------------------------------------------------------------------
+# autograd Function and the public entry point
+
+
+def _strides(t):
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+class FlashAttentionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, sm_scale):
+        B, H, T, D = q.shape
+        GROUP = H // k.shape[1]
+        o = torch.empty_like(q)  # same memory layout as q (e.g. a (B, T, H, D) buffer seen as (B, H, T, D))
+        lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)  # log2 units
+        grid = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * H)
+        _attn_fwd[grid](q, k, v, o, lse, sm_scale, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
+                        H, T, GROUP, HEAD_DIM=D)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.sm_scale = sm_scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse = ctx.saved_tensors
+        B, H, T, D = q.shape
+        GROUP = H // k.shape[1]
+        if do.stride(-1) != 1:
+            do = do.contiguous()
+        delta = (o.float() * do.float()).sum(-1)  # (B, H, T): rowsum(do * o), the softmax-backward term
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        grid_kv = lambda meta: (triton.cdiv(T, meta["BLOCK_N"]), B * k.shape[1])
+        _attn_bwd_dkdv[grid_kv](q, k, v, do, lse, delta, dk, dv, ctx.sm_scale, *_strides(q), *_strides(k),
+                                *_strides(v), *_strides(do), *_strides(dk), *_strides(dv), H, T, GROUP, HEAD_DIM=D)
+        grid_q = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * H)
+        _attn_bwd_dq[grid_q](q, k, v, do, lse, delta, dq, ctx.sm_scale, *_strides(q), *_strides(k), *_strides(v),
+                             *_strides(do), *_strides(dq), H, T, GROUP, HEAD_DIM=D)
+        return dq, dk, dv, None
+
+
+def flash_attention(q, k, v, sm_scale=None):
+    """Causal attention. q (B, H, T, D); k, v (B, H_kv, T, D) with H % H_kv == 0; D a power of two
+    in [16, 256]; fp32/fp16/bf16 (all three the same). Returns o (B, H, T, D) in q's dtype."""
+    if q.dim() != 4 or k.shape != v.shape or k.dim() != 4:
+        raise ValueError(f"flash_attention: need q (B,H,T,D) and k, v (B,Hkv,T,D); got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    B, H, T, D = q.shape
+    if k.shape[0] != B or k.shape[2:] != (T, D) or H % k.shape[1]:
+        raise ValueError(f"flash_attention: k/v shape {tuple(k.shape)} does not fit q {tuple(q.shape)} "
+                         "(same B, T, D; H a multiple of H_kv)")
+    if D not in (16, 32, 64, 128, 256):
+        raise ValueError(f"flash_attention: head dim {D} not supported (16, 32, 64, 128 or 256)")
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"flash_attention: dtypes {q.dtype}, {k.dtype}, {v.dtype}; need one of fp32/fp16/bf16")
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    return FlashAttentionFunction.apply(q, k, v, sm_scale if sm_scale is not None else 1.0 / math.sqrt(D))
+
+
+def attention_reference(q, k, v, sm_scale=None):
+    """The PyTorch definition: materialise the scores, mask the future, softmax in fp32."""
+    H, Hkv, T, D = q.shape[1], k.shape[1], q.shape[2], q.shape[3]
+    k = k.repeat_interleave(H // Hkv, dim=1)  # query head h reads kv head h // (H / Hkv)
+    v = v.repeat_interleave(H // Hkv, dim=1)
+    scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(D)
+    s = (q @ k.transpose(-2, -1)).float() * scale  # (B, H, T, T)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    p = s.masked_fill(future, float("-inf")).softmax(-1)
+    return (p.to(q.dtype) @ v).to(q.dtype)

@@ -1,0 +1,226 @@
+"""
+Benchmarks of the Triton kernels and of one training step of the model (a script, not a test).
+
+    python kernels/bench.py            # attention TFLOPS vs every SDPA backend, RMSNorm GB/s vs torch
+    python kernels/bench.py --model    # 1.3B training step at seq 8192: tokens/s, MFU, peak memory,
+                                       # triton path vs torch path
+
+On a GPU: bf16, the paper's shapes (head dim 128, seq up to 8192). Targets on an H100: attention
+fwd+bwd >= SDPA's flash backend; RMSNorm+residual fwd+bwd >= 1.2x torch.compile; the 1.3B step
+>= 45% MFU. On a CPU the Triton kernels would only run through the (slow, correctness-only)
+interpreter, so only the PyTorch reference paths are timed, on small shapes, and the output says so.
+"""
+import argparse
+import contextlib
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, for `kernels`, `model`
+
+CUDA = torch.cuda.is_available()
+
+
+def bench(fn, warmup=3, reps=10):
+    """Median seconds per call."""
+    if CUDA:
+        import triton.testing
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def fmt(x):
+    return f"{'n/a':>8s}" if x is None else f"{x:8.3g}"
+
+# -----------------------------------------------------------------------------
+# attention
+
+
+def sdpa_backends():
+    from torch.nn.attention import SDPBackend
+    names = [("flash", "FLASH_ATTENTION"), ("efficient", "EFFICIENT_ATTENTION"), ("cudnn", "CUDNN_ATTENTION"),
+             ("math", "MATH")]
+    return [(n, getattr(SDPBackend, b)) for n, b in names if hasattr(SDPBackend, b)]
+
+
+def attention_fns(B, H, Hkv, T, D, dtype, device):
+    """name -> a function running (forward, forward+backward) closures, or None if unavailable."""
+    from torch.nn.attention import sdpa_kernel
+    q = torch.randn(B, H, T, D, device=device, dtype=dtype, requires_grad=True)
+    k = torch.randn(B, Hkv, T, D, device=device, dtype=dtype, requires_grad=True)
+    v = torch.randn(B, Hkv, T, D, device=device, dtype=dtype, requires_grad=True)
+    do = torch.randn_like(q)
+    fns = {}
+    if CUDA:
+        from kernels.attention import flash_attention
+        fns["ours (triton)"] = lambda: flash_attention(q, k, v)
+    for name, backend in sdpa_backends():
+        def run(backend=backend):
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=H != Hkv)
+        try:
+            run().backward(do)  # probe: the backend may not support this device/dtype/shape
+        except RuntimeError:
+            fns[f"sdpa {name}"] = None
+            continue
+        fns[f"sdpa {name}"] = run
+
+    def both(fn):
+        return (lambda: fn()), (lambda: torch.autograd.grad(fn(), (q, k, v), do))
+    return {n: (both(f) if f else None) for n, f in fns.items()}
+
+
+def bench_attention(shapes, dtype, device):
+    print(f"\n== causal attention, {dtype}, TFLOPS (causal FLOPs: fwd 2*B*H*T^2*D, fwd+bwd 3.5x that) ==")
+    print(f"{'B,H,Hkv,T,D':>22s} {'impl':>16s} {'fwd':>8s} {'fwd+bwd':>8s}")
+    for B, H, Hkv, T, D in shapes:
+        flops_fwd = 2 * B * H * T * T * D  # two matmuls of 2*T*T*D, half of them masked
+        fns = attention_fns(B, H, Hkv, T, D, dtype, device)
+        results = {}
+        for name, pair in fns.items():
+            if pair is None:
+                results[name] = (None, None)
+                continue
+            fwd, fwd_bwd = pair
+            results[name] = (flops_fwd / bench(fwd) / 1e12, 3.5 * flops_fwd / bench(fwd_bwd) / 1e12)
+        for name, (f, fb) in results.items():
+            print(f"{str((B, H, Hkv, T, D)):>22s} {name:>16s} {fmt(f)} {fmt(fb)}")
+        if "ours (triton)" in results and results.get("sdpa flash", (None,))[1]:
+            print(f"{'':>22s} {'ours / flash':>16s} {results['ours (triton)'][0] / results['sdpa flash'][0]:8.2f}x"
+                  f" {results['ours (triton)'][1] / results['sdpa flash'][1]:8.2f}x")
+
+# -----------------------------------------------------------------------------
+# RMSNorm
+
+
+def bench_rmsnorm(shapes, dtype, device, compile_):
+    print(f"\n== RMSNorm fwd+bwd, {dtype}, GB/s (nominal bytes: 5 row-tensors moved, 8 with the residual) ==")
+    print(f"{'rows x N':>16s} {'residual':>8s} {'impl':>16s} {'GB/s':>8s}")
+    eps = 1e-5
+
+    def torch_norm(x, w, r):
+        if r is None:
+            return F.rms_norm(x, (x.shape[-1],), w, eps)
+        h = x + r
+        return F.rms_norm(h, (x.shape[-1],), w, eps), h
+
+    compiled = torch.compile(torch_norm) if compile_ else None
+    for M, N in shapes:
+        for residual in (False, True):
+            x = torch.randn(M, N, device=device, dtype=dtype, requires_grad=True)
+            r = torch.randn(M, N, device=device, dtype=dtype, requires_grad=True) if residual else None
+            w = torch.ones(N, device=device, dtype=dtype, requires_grad=True)
+            grads = [torch.randn(M, N, device=device, dtype=dtype) for _ in range(2 if residual else 1)]
+            inputs = (x, w, r) if residual else (x, w)
+            nbytes = (8 if residual else 5) * M * N * x.element_size()
+            impls = {"torch eager": torch_norm}
+            if compiled is not None:
+                impls["torch compile"] = compiled
+            if CUDA:
+                from kernels.rmsnorm import rms_norm
+                impls["ours (triton)"] = lambda x, w, r: rms_norm(x, w, eps, residual=r)
+            gbs = {}
+            for name, fn in impls.items():
+                def step(fn=fn):
+                    out = fn(x, w, r)
+                    out = out if isinstance(out, tuple) else (out,)
+                    torch.autograd.grad(out, inputs, grads)
+                gbs[name] = nbytes / bench(step) / 1e9
+                print(f"{f'{M}x{N}':>16s} {str(residual):>8s} {name:>16s} {fmt(gbs[name])}")
+            if "ours (triton)" in gbs and "torch compile" in gbs:
+                print(f"{'':>16s} {'':>8s} {'ours / compile':>16s} {gbs['ours (triton)'] / gbs['torch compile']:8.2f}x")
+
+# -----------------------------------------------------------------------------
+# model step
+
+
+def bench_model(preset, seq_len, batch_size, steps, device):
+    from model import ModelConfig, Transformer
+    print(f"\n== training step: preset {preset}, batch {batch_size} x seq {seq_len}, AdamW, "
+          f"{'bf16 autocast, ' if CUDA else 'fp32, '}{device} ==")
+    print(f"{'backend':>8s} {'tokens/s':>10s} {'MFU':>7s} {'peak mem':>10s}")
+    backends = ["torch", "triton"] if CUDA else ["torch"]
+    tok_s = {}
+    for backend in backends:
+        torch.manual_seed(0)
+        cfg = ModelConfig.from_preset(preset, backend=backend, block_size=max(seq_len, 1))
+        model = Transformer(cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=CUDA)
+        idx = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), device=device)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if CUDA else contextlib.nullcontext()
+
+        def step():
+            with amp:
+                _, loss = model(idx, idx)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        step()  # warmup (autotuning, allocator)
+        if CUDA:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if CUDA:
+            torch.cuda.synchronize()
+        dt = (time.perf_counter() - t0) / steps
+        tokens = batch_size * seq_len
+        tok_s[backend] = tokens / dt
+        mem = (torch.cuda.max_memory_allocated() / 2**30) if CUDA else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"{backend:>8s} {tokens / dt:10.0f} {100 * model.estimate_mfu(tokens, dt, seq_len):6.2f}% "
+              f"{mem:7.2f} GiB{'' if CUDA else ' (process max RSS)'}")
+        del model, opt
+        if CUDA:
+            torch.cuda.empty_cache()
+    if "triton" in tok_s:
+        print(f"{'':>8s} triton / torch: {tok_s['triton'] / tok_s['torch']:.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="store_true", help="benchmark a full training step instead of the kernels")
+    ap.add_argument("--preset", default=None, help="model preset for --model (default: snowcoder-1.3b on GPU, cpu on CPU)")
+    ap.add_argument("--seq_len", type=int, default=None, help="sequence length for --model (default 8192 GPU, 256 CPU)")
+    ap.add_argument("--batch_size", type=int, default=1, help="sequences per step for --model")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps for --model (default 10 GPU, 3 CPU)")
+    ap.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="kernel benchmark dtype (default bf16 GPU, fp32 CPU)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (a shared CPU is steadier with 1)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile RMSNorm baseline")
+    args = ap.parse_args()
+    device = "cuda" if CUDA else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if CUDA:
+        print(f"device: {torch.cuda.get_device_name()}")
+    else:
+        print("device: CPU, no GPU. Triton kernels are not timed (they run here only through the interpreter, "
+              "for correctness); timing the PyTorch reference paths on small shapes.")
+    if args.model:
+        bench_model(args.preset or ("snowcoder-1.3b" if CUDA else "cpu"), args.seq_len or (8192 if CUDA else 256),
+                    args.batch_size, args.steps or (10 if CUDA else 3), device)
+        return
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or ("bf16" if CUDA else "fp32")]
+    if CUDA:
+        attn_shapes = [(1, 16, 16, 8192, 128), (4, 16, 16, 2048, 128), (2, 16, 4, 4096, 128), (2, 32, 32, 4096, 64)]
+        norm_shapes = [(8192, 2048), (32768, 2048), (16384, 4096)]
+    else:
+        attn_shapes = [(1, 4, 4, 256, 64), (1, 4, 2, 512, 128)]
+        norm_shapes = [(1024, 256), (4096, 2048)]
+    bench_attention(attn_shapes, dtype, device)
+    bench_rmsnorm(norm_shapes, dtype, device, compile_=not args.no_compile)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""
+Decontaminate: drop every document that contains a piece of an evaluation benchmark.
+
+    python -m prepare.decontaminate --in D/dedup --out D/decontaminate [--benchmarks DIR] --tasks 4
+
+    m = BenchmarkMatcher()                  # every benchmark in $SNOWCODER_BENCHMARKS / ../shared/benchmarks
+    m.match(text)  -> [{"benchmark": "humaneval", "task_id": "HumanEval/0", "field": "canonical_solution"}]
+
+What is matched: the code and text of every benchmark item (prompts, canonical solutions, tests,
+MBPP's test asserts one by one and together, BigCodeBench's prompts, GSM8K's questions and
+answers), normalized to a token sequence (words and single punctuation marks, whitespace and
+layout ignored, so re-indented or re-wrapped copies still match).
+A document is contaminated when it shares with any item
+  - a run of `ngram` (24) consecutive tokens, or
+  - a whole short field of `min_tokens`..ngram-1 tokens (an MBPP assert is ~15 tokens).
+Boilerplate that many items share ("def check(candidate):", BigCodeBench's import blocks and
+unittest scaffolding) would match ordinary code, so a run found in more than `max_items` distinct
+items is not used. Shorter fields than `min_tokens` ("return a + b") are too generic to match.
+
+Hashing: a token is crc32'd; the run of L tokens starting at i hashes to sum_t h[i+t] R^t mod 2^64,
+computed for every i at once from prefix sums (R odd, so R^-i exists mod 2^64): O(1) numpy passes
+per run length, whatever L is.
+"""
+import argparse
+import gzip
+import json
+import os
+import re
+import zlib
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import numpy as np
+
+from prepare.docs import part_name, write_docs
+from prepare.pipeline import add_task_args, require_done, run_tasks, task_docs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class DecontamConfig:
+    ngram: int = 24          # tokens in a shared run that counts as contamination
+    min_tokens: int = 10     # shorter benchmark fields are not matched at all
+    max_items: int = 8       # runs found in more distinct items than this are boilerplate
+
+
+# fields that hold code or problem text, by benchmark file; anything else (inputs, metadata) is skipped
+TEXT_FIELDS = ("prompt", "canonical_solution", "test", "code", "test_list", "challenge_test_list",
+               "complete_prompt", "instruct_prompt", "code_prompt", "assertion", "question", "answer", "text")
+
+_TOK = re.compile(r"\w+|[^\w\s]")
+_R = 0x9E3779B97F4A7C15                 # odd: invertible mod 2^64
+_R_INV = pow(_R, -1, 2**64)
+_pw = np.ones(1, dtype=np.uint64)
+_ipw = np.ones(1, dtype=np.uint64)
+
+
+def _powers(n: int):
+    """R^t and R^-t for t < n (mod 2^64), grown on demand."""
+    global _pw, _ipw
+    if len(_pw) < n:
+        m = max(n, 2 * len(_pw))
+        _pw = np.cumprod(np.r_[np.uint64(1), np.full(m - 1, _R, dtype=np.uint64)], dtype=np.uint64)
+        _ipw = np.cumprod(np.r_[np.uint64(1), np.full(m - 1, _R_INV, dtype=np.uint64)], dtype=np.uint64)
+    return _pw[:n], _ipw[:n]
+
+
+def token_hashes(text: str) -> np.ndarray:
+    toks = _TOK.findall(text)
+    return np.fromiter((zlib.crc32(t.encode("utf-8", "surrogatepass")) + 1 for t in toks), dtype=np.uint64, count=len(toks))
+
+
+def run_hashes(h: np.ndarray, lengths) -> dict:
+    """{L: hashes of every run of L consecutive tokens} for each L <= len(h)."""
+    n = len(h)
+    pw, ipw = _powers(n + 1)
+    with np.errstate(over="ignore"):
+        c = np.concatenate([np.zeros(1, np.uint64), np.cumsum(h * pw[:n], dtype=np.uint64)])
+        return {L: (c[L:] - c[:-L]) * ipw[:n - L + 1] for L in lengths if L <= n}
+
+
+# -----------------------------------------------------------------------------
+# benchmark items
+
+def default_bench_dir() -> Path:
+    return Path(os.environ.get("SNOWCODER_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
+
+
+def benchmark_records(bench_dir=None) -> list[tuple[str, dict]]:
+    """(benchmark name, record) for every benchmark file in bench_dir: through eval.data's loader
+    when it exists (the names evaluation uses), every other *.jsonl(.gz) file read directly."""
+    bench_dir = Path(bench_dir or default_bench_dir())
+    if not bench_dir.is_dir():
+        raise SystemExit(f"decontaminate: benchmark directory not found: {bench_dir} "
+                         f"(set --benchmarks or $SNOWCODER_BENCHMARKS)")
+    out, used = [], set()
+    try:
+        from eval import data as evdata
+    except ImportError:
+        evdata = None
+    if evdata is not None:
+        for name in getattr(evdata, "NAMES", []):
+            files = [bench_dir / f for f in evdata.SOURCES[name]["files"] if (bench_dir / f).is_file()]
+            if not files:
+                continue                                  # never download from here
+            try:
+                recs = evdata.load_benchmark(name, path=bench_dir)
+            except Exception as e:                        # noqa: BLE001 - fall back to reading the file
+                print(f"decontaminate: eval.data could not load {name} ({e}); reading {files[0].name} directly")
+                continue
+            used.add(files[0].name)
+            out += [(name, r) for r in recs]
+    for f in sorted(bench_dir.iterdir()):
+        if f.name in used or not f.name.endswith((".jsonl", ".jsonl.gz")):
+            continue
+        opener = gzip.open if f.name.endswith(".gz") else open
+        name = f.name.split(".jsonl")[0]
+        with opener(f, "rt", encoding="utf-8") as fh:
+            out += [(name, json.loads(line)) for line in fh if line.strip()]
+    if not out:
+        raise SystemExit(f"decontaminate: no benchmark files (*.jsonl.gz) in {bench_dir}")
+    return out
+
+
+def item_texts(rec: dict):
+    """(field, text) pairs of one benchmark record; lists of asserts give each assert and all together."""
+    for f in TEXT_FIELDS:
+        v = rec.get(f)
+        if isinstance(v, str) and v.strip():
+            yield f, v
+        elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            yield f, "\n".join(v)
+            if len(v) > 1:
+                for x in v:
+                    yield f, x
+
+
+class BenchmarkMatcher:
+    """Long-n-gram / whole-short-field matcher over every benchmark item (see module doc)."""
+
+    def __init__(self, bench_dir=None, cfg: DecontamConfig = DecontamConfig()):
+        self.cfg = cfg
+        self.items = []                  # item index -> (benchmark, task_id, field)
+        item_of = {}
+        grams = {}                       # L -> list of (hash array, item index)
+        seen_text = {}
+        for bench, rec in benchmark_records(bench_dir):
+            tid = str(rec.get("task_id", rec.get("question", "")[:40]))
+            for field, text in item_texts(rec):
+                key = (bench, tid, field)
+                if key not in item_of:
+                    item_of[key] = len(self.items)
+                    self.items.append(key)
+                idx = item_of[key]
+                if (text, idx) in seen_text:
+                    continue
+                seen_text[(text, idx)] = True
+                h = token_hashes(text)
+                if len(h) < cfg.min_tokens:
+                    continue
+                L = cfg.ngram if len(h) >= cfg.ngram else len(h)
+                g = np.unique(run_hashes(h, [L])[L])
+                grams.setdefault(L, []).append((g, np.full(len(g), idx, dtype=np.int32)))
+        # the same task under several files (HumanEval / HumanEval+ / Mini) is one "distinct item"
+        # for the boilerplate rule: count distinct task texts by (family, task id)
+        fam_id = {}
+        family = np.array([fam_id.setdefault((b.split("+")[0].split("-")[0].lower(), t), len(fam_id))
+                           for b, t, _ in self.items], dtype=np.int64)
+        self.index = {}                  # L -> (sorted hashes, item index)
+        self.dropped_boilerplate = 0
+        for L, lst in grams.items():
+            g = np.concatenate([x[0] for x in lst])
+            it = np.concatenate([x[1] for x in lst])
+            order = np.lexsort((it, g))
+            g, it = g[order], it[order]
+            # distinct families per hash
+            fam = family[it]
+            first = np.r_[True, g[1:] != g[:-1]]
+            starts = np.flatnonzero(first)
+            gid = np.cumsum(first) - 1
+            pair = np.unique(np.stack([gid, fam], 1), axis=0)
+            nfam = np.bincount(pair[:, 0], minlength=len(starts))
+            ok = nfam <= cfg.max_items
+            self.dropped_boilerplate += int((~ok).sum())
+            self.index[L] = (g[starts][ok], it[starts][ok])
+        self.lengths = sorted(self.index)
+
+    def match(self, text: str, limit: int = 5) -> list[dict]:
+        """Benchmark items sharing a run with `text` (at most `limit`, fewest first)."""
+        h = token_hashes(text)
+        hits = []
+        for L, runs in run_hashes(h, self.lengths).items():
+            keys, items = self.index[L]
+            pos = np.searchsorted(keys, runs)
+            pos[pos == len(keys)] = 0
+            found = keys[pos] == runs if len(keys) else np.zeros(len(runs), bool)
+            if found.any():
+                hits.extend(int(i) for i in np.unique(items[pos[found]]))
+        out = []
+        for i in sorted(set(hits))[:limit]:
+            b, t, f = self.items[i]
+            out.append({"benchmark": b, "task_id": t, "field": f})
+        return out
+
+
+_MATCHERS = {}
+
+
+def get_matcher(bench_dir=None, cfg: DecontamConfig = DecontamConfig()) -> BenchmarkMatcher:
+    """One matcher per process (built in the parent before the pool forks, then shared)."""
+    key = (str(bench_dir or default_bench_dir()), tuple(asdict(cfg).values()))
+    if key not in _MATCHERS:
+        _MATCHERS[key] = BenchmarkMatcher(bench_dir, cfg)
+    return _MATCHERS[key]
+
+
+# -----------------------------------------------------------------------------
+# the step
+
+def decontam_task(k, n_tasks, in_dir, out_dir, bench_dir, cfg):
+    m = get_matcher(bench_dir, cfg)
+    stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "dropped": {}, "hits_per_benchmark": {}}
+    report = []
+
+    def kept():
+        for d in task_docs(in_dir, k, n_tasks):
+            n = len(d["content"].encode("utf-8", "surrogatepass"))
+            stats["docs_in"] += 1
+            stats["bytes_in"] += n
+            hits = m.match(d["content"])
+            if hits:
+                stats["dropped"]["contaminated"] = stats["dropped"].get("contaminated", 0) + 1
+                for b in {h["benchmark"] for h in hits}:
+                    stats["hits_per_benchmark"][b] = stats["hits_per_benchmark"].get(b, 0) + 1
+                report.append({"id": d["id"], "path": d.get("path"), "repo": d.get("repo"), "hits": hits})
+                continue
+            stats["docs_out"] += 1
+            stats["bytes_out"] += n
+            yield d
+
+    write_docs(Path(out_dir) / part_name(k), kept())
+    tmp = Path(out_dir) / f"contaminated-{k:05d}.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in report))
+    os.replace(tmp, Path(out_dir) / f"contaminated-{k:05d}.jsonl")
+    return stats
+
+
+def run(in_dir, out_dir, tasks: int = 1, task=None, workers=None, bench_dir=None, cfg: DecontamConfig = DecontamConfig()):
+    require_done(in_dir, "decontaminate input")
+    bench_dir = str(Path(bench_dir or default_bench_dir()))
+    m = get_matcher(bench_dir, cfg)                      # build once, before the pool forks
+    print(f"decontaminate: {len(m.items):,} benchmark fields indexed from {bench_dir} "
+          f"({m.dropped_boilerplate:,} boilerplate runs ignored)", flush=True)
+    stats = run_tasks(out_dir, tasks, decontam_task, args=(str(in_dir), str(out_dir), bench_dir, cfg), task=task,
+                      workers=workers, name="decontaminate",
+                      settings=dict(asdict(cfg), input=str(Path(in_dir).resolve()), benchmarks=bench_dir))
+    if stats is not None:
+        for k in range(tasks):
+            for line in (Path(out_dir) / f"contaminated-{k:05d}.jsonl").read_text().splitlines()[:20]:
+                r = json.loads(line)
+                h = r["hits"][0]
+                print(f"  contaminated: {r['path'] or r['id']}  <- {h['benchmark']} {h['task_id']} ({h['field']})")
+    return stats
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Drop documents that contain benchmark prompts, solutions or tests.")
+    ap.add_argument("--in", dest="inp", required=True, help="input step directory (e.g. D/dedup)")
+    ap.add_argument("--out", required=True, help="output step directory (e.g. D/decontaminate)")
+    ap.add_argument("--benchmarks", default=None, help="benchmark dir (default: $SNOWCODER_BENCHMARKS or ../shared/benchmarks)")
+    ap.add_argument("--ngram", type=int, default=24, help="shared token run that counts as contamination")
+    add_task_args(ap)
+    a = ap.parse_args(argv)
+    run(a.inp, a.out, a.tasks, a.task, a.workers, a.benchmarks, DecontamConfig(ngram=a.ngram))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""
+The whole Arctic-SnowCoder recipe, shrunk to one CPU: the README's main job.
+
+    python speedrun.py                 # ~20 min on 2 cores, everything under runs/speedrun/
+    python speedrun.py --scale 4       # more data, longer training
+    python speedrun.py --quick         # a few minutes; what tests/test_speedrun.py runs
+
+Every stage is a subprocess running one of the project's own command lines (the same ones
+the full-scale recipe uses, see README), so this file is also a worked example of the recipe:
+
+  phase 1 data   prepare.phase1: the machine's own code -> ingest, filter, dedup, decontaminate,
+                 tokenizer, pack -> uint16 shards
+  phase 1 train  train.py configs/cpu_phase1.py
+  annotator      annotate.py train (offline stand-in positives) / score / auc
+  phase 2 data   prepare.phase2: top-scored files per language, repeated 4x
+  phase 2 train  train.py configs/cpu_phase2.py, from phase 1's weights
+  synthesis      sample.py --serve on the phase-2 model + synthesize.py against it
+  phase 3 data   prepare.phase3: synthetic files + phase-2 mix, Python ~50%
+  phase 3 train  train.py configs/cpu_phase3.py, from phase 2's weights
+  eval           eval.run on the three checkpoints: HumanEval(+), MBPP(+) (a subset)
+  report         report.md (the paper's table layout) + PNG plots
+
+A stage that finished leaves a marker in OUT/.done/; a rerun skips it, and the steps inside a
+stage resume on their own, so a killed speedrun continues where it stopped.
+"""
+import argparse
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+@dataclass
+class Sizes:
+    """Every knob that sets how big the speedrun is; --scale multiplies the data and the steps."""
+    max_mb: float = 6.0           # phase-1 raw code read from this machine
+    vocab_size: int = 4096        # BPE entries, specials included (the paper: 64000)
+    p1_iters: int = 300           # phase-1 optimizer steps
+    p2_iters: int = 150
+    p3_iters: int = 100
+    p2_fraction: float = 0.25     # phase-2 unique tokens as a share of phase 1's (paper: 12.5B of 400B, 3%)
+    n_seeds: int = 48             # synthesis requests
+    synth_max_tokens: int = 256
+    eval_limit: int = 20          # tasks per benchmark
+    score_window: int = 128       # annotator window (the paper: 512)
+    tasks: int = 2                # parallel tasks per data step
+
+
+def sizes_for(scale: float, quick: bool) -> Sizes:
+    s = Sizes()
+    if quick:
+        s = Sizes(max_mb=1.5, vocab_size=1024, p1_iters=30, p2_iters=15, p3_iters=10, p2_fraction=0.3,
+                  n_seeds=6, synth_max_tokens=48, eval_limit=3, score_window=64, tasks=2)
+    s.max_mb *= scale
+    s.p1_iters = int(s.p1_iters * scale)
+    s.p2_iters = int(s.p2_iters * scale)
+    s.p3_iters = int(s.p3_iters * scale)
+    s.n_seeds = int(s.n_seeds * scale)
+    s.eval_limit = int(s.eval_limit * scale)
+    return s
+
+
+# -----------------------------------------------------------------------------
+# running stages
+
+class StageFailed(SystemExit):
+    pass
+
+
+def run(cmd, log: Path, env=None):
+    """Run one command line, its output to `log`; on failure show the tail and stop."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("  $ " + " ".join(str(c) for c in cmd), flush=True)
+    t0 = time.time()
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(str(c) for c in cmd)}\n")
+        f.flush()
+        rc = subprocess.call([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                             env={**os.environ, **(env or {})})
+    if rc != 0:
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        print("\n".join("  | " + line for line in tail))
+        raise StageFailed(f"speedrun: '{cmd[1] if len(cmd) > 1 else cmd[0]}' failed (exit {rc}); full log: {log}")
+    print(f"    ok in {time.time() - t0:.0f}s", flush=True)
+
+
+def stage(out: Path, name: str, fn, timings: dict):
+    marker = out / ".done" / name
+    if marker.exists():
+        print(f"[{name}] done earlier, skipped")
+        timings[name] = json.loads(marker.read_text()).get("seconds", 0.0)
+        return
+    print(f"[{name}]", flush=True)
+    t0 = time.time()
+    fn()
+    dt = time.time() - t0
+    timings[name] = dt
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"seconds": dt}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise StageFailed(f"speedrun: the server exited early (exit {proc.returncode})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return json.loads(r.read())
+        except OSError:
+            time.sleep(0.5)
+    raise StageFailed(f"speedrun: the server did not answer {url} within {timeout:.0f}s")
+
+
+# -----------------------------------------------------------------------------
+# the recipe
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/speedrun", help="everything goes here (default: runs/speedrun)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply data size and training steps")
+    ap.add_argument("--quick", action="store_true", help="the smallest run that exercises every stage")
+    ap.add_argument("--fresh", action="store_true", help="refuse to reuse an existing --out")
+    args = ap.parse_args(argv)
+
+    out = (ROOT / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
+    if args.fresh and out.exists() and any(out.iterdir()):
+        raise SystemExit(f"speedrun: --fresh given but {out} is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    sz = sizes_for(args.scale, args.quick)
+    D, R, L = out / "data", out / "runs", out / "logs"
+    (out / "sizes.json").write_text(json.dumps(sz.__dict__, indent=1))
+    print(f"speedrun: {out}  sizes: {sz}")
+    timings: dict = {}
+    t_start = time.time()
+    tok = D / "p1" / "tokenizer.tiktoken"
+    env = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "PYTHONUNBUFFERED": "1"}
+
+    def docs_dir() -> Path:
+        man = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
+        d = Path(man["documents_dir"])
+        return d if d.is_absolute() else (D / "p1" / "shards" / d).resolve()
+
+    def train(phase: int, data: Path, iters: int, init_from: Path | None):
+        cmd = [PY, "train.py", f"configs/cpu_phase{phase}.py", f"--data_dir={data}",
+               f"--out_dir={R / f'p{phase}'}", f"--max_iters={iters}", "--wandb_log=False"]
+        if init_from is not None:
+            cmd.append(f"--init_from={init_from}")
+        run(cmd, L / f"train_p{phase}.log", env)
+
+    stage(out, "phase1_data", lambda: run(
+        [PY, "-m", "prepare.phase1", "--out", D / "p1", "--vocab-size", sz.vocab_size,
+         "--max-mb", sz.max_mb, "--tasks", sz.tasks], L / "phase1_data.log", env), timings)
+    stage(out, "phase1_train", lambda: train(1, D / "p1" / "shards", sz.p1_iters, None), timings)
+
+    def annotator():
+        run([PY, "annotate.py", "train", "--docs", docs_dir(), "--out", R / "annotator"], L / "annotate.log", env)
+        run([PY, "annotate.py", "score", "--model", R / "annotator", "--docs", docs_dir(), "--out", D / "scores",
+             "--window", sz.score_window, "--tasks", sz.tasks], L / "annotate.log", env)
+        run([PY, "annotate.py", "auc", "--model", R / "annotator", "--docs", docs_dir(),
+             "--out", R / "annotator" / "auc.json"], L / "annotate.log", env)
+    stage(out, "annotator", annotator, timings)
+
+    def phase2_data():
+        man = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
+        budget = int(sum(man["tokens_per_language"].values()) * sz.p2_fraction)
+        run([PY, "-m", "prepare.phase2", "--docs", docs_dir(), "--scores", D / "scores", "--tokenizer", tok,
+             "--budget-tokens", budget, "--out", D / "p2"], L / "phase2_data.log", env)
+    stage(out, "phase2_data", phase2_data, timings)
+    stage(out, "phase2_train", lambda: train(2, D / "p2", sz.p2_iters, R / "p1" / "export"), timings)
+
+    def synthesis():
+        port = free_port()
+        log = L / "server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            server = subprocess.Popen([PY, "sample.py", "--ckpt", str(R / "p2" / "export"), "--serve",
+                                       "--port", str(port)], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                      env={**os.environ, **env})
+        try:
+            models = wait_http(f"http://127.0.0.1:{port}/v1/models", server)
+            name = models["data"][0]["id"]
+            run([PY, "synthesize.py", "--seeds", D / "p2" / "selected", "--api-base", f"http://127.0.0.1:{port}/v1",
+                 "--model", name, "--out", D / "p3" / "synthetic.jsonl", "--limit", sz.n_seeds,
+                 "--max-tokens", sz.synth_max_tokens, "--completions"], L / "synthesize.log", env)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    stage(out, "synthesis", synthesis, timings)
+
+    def phase3_data():
+        man = json.loads((D / "p2" / "manifest.json").read_text())
+        budget = int(sum(s["tokens"] for s in man["shards"] if s.get("split", "train") == "train"))
+        run([PY, "-m", "prepare.phase3", "--synthetic", D / "p3" / "synthetic.jsonl", "--phase2", D / "p2",
+             "--tokenizer", tok, "--budget-tokens", budget, "--out", D / "p3"], L / "phase3_data.log", env)
+    stage(out, "phase3_data", phase3_data, timings)
+    stage(out, "phase3_train", lambda: train(3, D / "p3", sz.p3_iters, R / "p2" / "export"), timings)
+
+    def evaluate():
+        for p in (1, 2, 3):
+            run([PY, "-m", "eval.run", "--ckpt", R / f"p{p}" / "export", "--tasks", "humaneval,humaneval+,mbpp,mbpp+",
+                 "--limit", sz.eval_limit, "--out", R / f"eval_p{p}"], L / "eval.log", env)
+    stage(out, "eval", evaluate, timings)
+
+    timings["total"] = time.time() - t_start
+    from report import write_report  # noqa: E402  (matplotlib is only needed here)
+    path = write_report(out, timings)
+    print(f"speedrun: done in {timings['total'] / 60:.1f} min; report: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,806 @@
+"""
+Phase-3 synthetic data: OSS-Instruct adapted for pretraining (DESIGN.md §1).
+
+An instruction-tuned LLM behind any OpenAI-compatible server (vLLM, SGLang, a hosted endpoint,
+or our own `sample.py --serve`) reads a whole top-scoring phase-2 document (the seed) and writes
+ONE new, self-contained, problem-solving code file in the seed's language. The prompt is
+PROMPT_TEMPLATE below, the one place to read or change it.
+
+    python synthesize.py --seeds D/p2/selected --api-base http://127.0.0.1:8000/v1 --model p2 \
+        --out D/p3/synthetic.jsonl [--limit N] [--concurrency 8] [--chat | --completions]
+    python synthesize.py --out D/p3/synthetic.jsonl --post-only      # redo the filtering only
+    python synthesize.py --bench --ckpt R/p2/export                  # client overhead benchmark
+
+Seeds: documents of a step dir with a "score" (prepare/phase2 writes D/p2/selected), best first
+per language, Python given --python-share of them (~50%), the other languages keeping their share
+of the seed pool; each seed is truncated at a line end to --seed-max-chars (and --seed-max-tokens
+with --tokenizer), and further to fit the server's context when /v1/models tells it.
+
+Output: --out is an append-only JSONL, one record per seed and generation setting, keyed by
+"<seed id>:<fingerprint>" (the fingerprint hashes the model, the template and every setting that
+changes the text). A rerun skips the keys already there, so a killed run (even kill -9: a torn
+last line is cut off) resumes with no duplicate and no gap. A seed whose request still fails after
+its retries is recorded with status "failed" (rerun with --retry-failed to try those again).
+
+Post-processing (after every run, or --post-only): extract the code block, compile-check Python
+(others: a bracket-balance or `bash -n` check), length limits, exact and near dedup among the
+outputs (prepare/dedup.py), decontamination against the benchmarks (prepare/decontaminate.py).
+Accepted files go to <out without .jsonl>/part-00000.jsonl.gz in the documents format, with
+stats-00000.json (counts per reason) and rejected-00000.jsonl.gz beside them.
+"""
+import argparse
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tqdm import tqdm
+
+# -----------------------------------------------------------------------------
+# the prompt: our own, in the spirit of OSS-Instruct (seed -> new problem + documented, tested
+# solution), asking for a whole file because this is pretraining data, not instruction pairs.
+
+PROMPT_TEMPLATE = """Below is a {language} file from an open-source project. Taking inspiration from it, \
+write ONE new, self-contained {language} file that solves a realistic programming problem of your own design.
+- Complete and correct, runnable on its own, standard library only.
+- Open with a comment or docstring stating the problem; document every function and class.
+- End with tests or usage examples that check the solution.
+- Do not copy or mention the seed file.
+Answer with only the file, in one ```{fence} code block.
+
+Seed file ({path}):
+```{fence}
+{seed}
+```
+"""
+# In completions mode (a base model) the prompt goes on to open the answer's code block, so the
+# continuation is code and the stop string closes it.
+COMPLETION_SUFFIX = "\nNew self-contained {language} file:\n```{fence}\n"
+COMPLETION_STOP = ["\n```"]
+
+FENCE = {"Python": "python", "Java": "java", "C++": "cpp", "C": "c", "JavaScript": "javascript",
+         "PHP": "php", "C#": "csharp", "Go": "go", "TypeScript": "typescript", "SQL": "sql",
+         "Ruby": "ruby", "Rust": "rust", "Jupyter Notebook": "python", "Scala": "scala",
+         "Kotlin": "kotlin", "Shell": "bash", "Dart": "dart", "Swift": "swift"}
+EXTENSION = {"Python": ".py", "Java": ".java", "C++": ".cpp", "C": ".c", "JavaScript": ".js", "PHP": ".php",
+             "C#": ".cs", "Go": ".go", "TypeScript": ".ts", "SQL": ".sql", "Ruby": ".rb", "Rust": ".rs",
+             "Jupyter Notebook": ".py", "Scala": ".scala", "Kotlin": ".kt", "Shell": ".sh", "Dart": ".dart",
+             "Swift": ".swift"}
+
+
+@dataclass
+class SynthConfig:
+    # seeds
+    python_share: float = 0.5       # share of seeds that are Python (the paper raises Python to ~50%)
+    seed_max_chars: int = 12000     # whole documents, cut at a line end
+    seed_max_tokens: int = 0        # with --tokenizer: also cut to this many tokens (0: off)
+    chars_per_token: float = 2.5    # to fit seeds into a server's context when it tells its length
+    # generation
+    model: str = ""
+    chat: bool = True               # /v1/chat/completions (instruct models) or /v1/completions (base)
+    max_tokens: int = 2048
+    temperature: float = 0.7
+    top_p: float = 0.95
+    # client
+    concurrency: int = 8
+    timeout: float = 600.0          # seconds per request (each socket read/write)
+    max_retries: int = 6            # after the first attempt
+    backoff_base: float = 1.0       # seconds; attempt k waits ~base * 2**k (with jitter, capped)
+    backoff_max: float = 60.0
+    # post-processing
+    min_chars: int = 200
+    max_chars: int = 40000
+    min_lines: int = 5
+    max_line_length: int = 1000
+    near_dedup_threshold: float = 0.7
+
+    def fingerprint(self) -> str:
+        """Everything that changes what the model is asked or how it answers (not the client knobs)."""
+        keys = {"template": PROMPT_TEMPLATE, "suffix": COMPLETION_SUFFIX if not self.chat else "",
+                "model": self.model, "chat": self.chat, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "top_p": self.top_p,
+                "seed_max_chars": self.seed_max_chars, "seed_max_tokens": self.seed_max_tokens}
+        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# -----------------------------------------------------------------------------
+# seeds
+
+def select_seeds(path, limit: int | None, python_share: float) -> list[dict]:
+    """Top-scored documents, Python given `python_share` of the picks. Two passes over the parts:
+    the first keeps only (score, id, language) so millions of seeds fit in memory."""
+    from prepare.docs import read_docs
+    meta, seen = [], set()
+    for d in read_docs(path):
+        if d["id"] in seen:
+            continue
+        seen.add(d["id"])
+        meta.append((-float(d.get("score", 0.0) or 0.0), d["id"], d.get("language") or "unknown"))
+    if not meta:
+        raise SystemExit(f"synthesize.py: no seed documents in {path}")
+    n = min(limit or len(meta), len(meta))
+    py = sorted(m for m in meta if m[2] == "Python")
+    other: dict[str, list] = {}
+    for m in meta:
+        if m[2] != "Python":
+            other.setdefault(m[2], []).append(m)
+    n_other_avail = sum(len(v) for v in other.values())
+    n_py = min(len(py), round(n * python_share))
+    n_oth = min(n_other_avail, n - n_py)
+    n_py = min(len(py), n - n_oth)  # if other languages run short, Python fills the rest
+    # the non-Python picks keep each language's share of the pool (largest remainder), best first
+    quota = {lang: n_oth * len(v) / max(1, n_other_avail) for lang, v in other.items()}
+    take = {lang: int(q) for lang, q in quota.items()}
+    for lang in sorted(quota, key=lambda k: (-(quota[k] - take[k]), k))[:n_oth - sum(take.values())]:
+        take[lang] += 1
+    picked = py[:n_py] + [m for lang, v in other.items() for m in sorted(v)[:take[lang]]]
+    picked.sort()  # best score first, then id: a stable order for reruns
+    want = {m[1]: i for i, m in enumerate(picked)}
+    out: list = [None] * len(picked)
+    for d in read_docs(path):
+        i = want.get(d["id"])
+        if i is not None and out[i] is None:
+            out[i] = d
+    return out
+
+
+def truncate_seed(text: str, max_chars: int, max_tokens: int = 0, enc=None) -> str:
+    """Cut a document to a budget at a line end (whole lines read better than a cut mid-token)."""
+    cut = False
+    if max_tokens and enc is not None:
+        ids = enc.encode(text, disallowed_special=())
+        if len(ids) > max_tokens:
+            text, cut = enc.decode(ids[:max_tokens]), True
+    if len(text) > max_chars:
+        text, cut = text[:max_chars], True
+    if cut:
+        j = text.rfind("\n")
+        if j >= len(text) // 2:  # unless one huge line would cost half the budget
+            text = text[:j + 1]
+    return text
+
+
+def build_request(seed: dict, seed_text: str, cfg: SynthConfig) -> tuple[str, dict]:
+    lang = seed.get("language") or "Python"
+    fence = FENCE.get(lang, "")
+    prompt = PROMPT_TEMPLATE.format(language=lang, fence=fence, path=seed.get("path") or "unknown",
+                                    seed=seed_text.rstrip("\n"))
+    body = {"model": cfg.model, "max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
+            "top_p": cfg.top_p}
+    if cfg.chat:
+        body["messages"] = [{"role": "user", "content": prompt}]
+        return "/chat/completions", body
+    body["prompt"] = prompt + COMPLETION_SUFFIX.format(language=lang, fence=fence)
+    body["stop"] = COMPLETION_STOP
+    return "/completions", body
+
+
+# -----------------------------------------------------------------------------
+# the HTTP client: one keep-alive connection per worker thread, retries with backoff and jitter
+
+RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+
+
+class HTTPFailure(Exception):
+    def __init__(self, status: int, message: str, retryable: bool, retry_after: float | None = None,
+                 code: str | None = None):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.retryable, self.retry_after, self.code = status, retryable, retry_after, code
+
+
+class Client:
+    def __init__(self, api_base: str, api_key: str | None, timeout: float):
+        u = urlsplit(api_base.rstrip("/"))
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise SystemExit(f"synthesize.py: --api-base must be http(s)://host[:port]/path, got {api_base!r}")
+        self.https, self.host, self.port, self.prefix = u.scheme == "https", u.hostname, u.port, u.path
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.timeout = timeout
+        self.local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        c = getattr(self.local, "conn", None)
+        if c is None:
+            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            c = cls(self.host, self.port, timeout=self.timeout)
+            c.connect()
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait on keep-alive
+            self.local.conn = c
+        return c
+
+    def close(self):
+        c = getattr(self.local, "conn", None)
+        if c is not None:
+            c.close()
+            self.local.conn = None
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One attempt. Raises HTTPFailure for an HTTP error, OSError/HTTPException for transport."""
+        data = None if body is None else json.dumps(body).encode()
+        c = self._conn()
+        try:
+            c.request(method, self.prefix + path, body=data, headers=self.headers)
+            r = c.getresponse()
+            raw = r.read()
+        except BaseException:
+            self.close()  # the connection is in an unknown state: start a fresh one next time
+            raise
+        if r.getheader("Connection", "").lower() == "close":
+            self.close()
+        if r.status != 200:
+            try:
+                err = json.loads(raw).get("error") or {}
+                msg, code = (err.get("message") if isinstance(err, dict) else str(err)), \
+                    (err.get("code") if isinstance(err, dict) else None)
+            except (ValueError, AttributeError):
+                msg, code = raw[:200].decode("utf-8", "replace"), None
+            ra = r.getheader("Retry-After")
+            try:
+                ra = float(ra) if ra is not None else None
+            except ValueError:
+                ra = None
+            raise HTTPFailure(r.status, str(msg), r.status >= 500 or r.status in RETRY_STATUS, ra, code)
+        try:
+            return json.loads(raw)
+        except ValueError as e:  # a cut or garbled 200 body: transient, like a dropped connection
+            raise ConnectionError(f"a 200 answer that is not JSON ({e})") from None
+
+
+def is_context_error(e: HTTPFailure) -> bool:
+    return e.status == 400 and (e.code == "context_length_exceeded" or "context length" in str(e).lower()
+                                or "maximum context" in str(e).lower())
+
+
+def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str, seed_cap: int,
+                 enc=None, rng: random.Random | None = None) -> dict:
+    """Ask for one synthetic file from one seed, with retries. Never raises: returns the record."""
+    rng = rng or random.Random()
+    t0 = time.time()
+    text = truncate_seed(seed["content"], min(cfg.seed_max_chars, seed_cap), cfg.seed_max_tokens, enc)
+    rec = {"key": f"{seed['id']}:{fingerprint}", "seed_id": seed["id"], "fingerprint": fingerprint,
+           "language": seed.get("language") or "Python", "seed_path": seed.get("path", ""),
+           "seed_score": seed.get("score"), "model": cfg.model, "chat": cfg.chat}
+    errors: list[str] = []
+    attempt = 0
+    while True:
+        path, body = build_request(seed, text, cfg)
+        try:
+            resp = client.request("POST", path, body)
+            choice = resp["choices"][0]
+            out = choice["message"]["content"] if cfg.chat else choice["text"]
+            if not isinstance(out, str):
+                raise ValueError("the answer has no text")
+            rec.update(status="ok", text=out, finish_reason=choice.get("finish_reason"),
+                       usage=resp.get("usage") or {}, seed_chars=len(text), attempts=attempt + 1,
+                       errors=errors, seconds=round(time.time() - t0, 3))
+            return rec
+        except HTTPFailure as e:
+            err, retryable, wait_hint = str(e), e.retryable, e.retry_after
+            if is_context_error(e) and len(text) > 200:
+                text = truncate_seed(text, len(text) // 2)  # the seed did not fit: halve it and ask again
+                retryable, wait_hint = True, 0.0
+        except (OSError, http.client.HTTPException, ConnectionError) as e:  # timeouts, resets, refusals
+            err, retryable, wait_hint = f"{type(e).__name__}: {e}", True, None
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            err, retryable, wait_hint = f"malformed answer: {type(e).__name__}: {e}", True, None
+        errors.append(err[:300])
+        if not retryable or attempt >= cfg.max_retries:
+            rec.update(status="failed", error=err[:500], attempts=attempt + 1, errors=errors,
+                       seed_chars=len(text), seconds=round(time.time() - t0, 3))
+            return rec
+        delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** attempt) * rng.uniform(0.5, 1.0)
+        if wait_hint is not None:
+            delay = min(cfg.backoff_max, max(delay, wait_hint)) if wait_hint > 0 else 0.0
+        time.sleep(delay)
+        attempt += 1
+
+
+# -----------------------------------------------------------------------------
+# the append-only output and resuming
+
+def load_records(path: Path, repair: bool = True) -> list[dict]:
+    """Every complete record of the output file. A torn last line (a writer killed mid-write) is
+    cut off the file when repair=True, so the next append starts on a clean line."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        end = data.rfind(b"\n") + 1
+        print(f"synthesize.py: {path}: dropping a torn last line ({len(data) - end} bytes)", file=sys.stderr)
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(end)
+        data = data[:end]
+    recs = []
+    for lineno, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            if not isinstance(r, dict) or "key" not in r:
+                raise ValueError("no key")
+            recs.append(r)
+        except ValueError:
+            print(f"synthesize.py: {path}:{lineno}: skipping a corrupt record", file=sys.stderr)
+    return recs
+
+
+class Appender:
+    """One os.write per record on an O_APPEND descriptor: a record is on disk, whole, as soon as it
+    is written (kill -9 can lose only records still in flight). An exclusive lock stops a second
+    run from writing the same file."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise SystemExit(f"synthesize.py: {path} is being written by another run") from None
+        except ImportError:
+            pass
+
+    def write(self, rec: dict):
+        os.write(self.fd, (json.dumps(rec) + "\n").encode())
+
+    def close(self):
+        os.close(self.fd)
+
+
+def server_context(client: Client, model: str) -> int | None:
+    """The model's context length if the server says it (vLLM and sample.py: max_model_len)."""
+    try:
+        for m in client.request("GET", "/models").get("data", []):
+            if m.get("id") == model and m.get("max_model_len"):
+                return int(m["max_model_len"])
+    except Exception:
+        return None
+    finally:
+        client.close()
+    return None
+
+
+def fit_seed_chars(ctx: int, cfg: SynthConfig) -> int:
+    """Seed budget in chars so that template + seed + max_tokens fit a context of `ctx` tokens
+    (estimated at cfg.chars_per_token; a 400 for context length still halves the seed and retries)."""
+    frame = len(PROMPT_TEMPLATE) + len(COMPLETION_SUFFIX) + 60
+    return max(200, min(cfg.seed_max_chars, int((ctx - cfg.max_tokens) * cfg.chars_per_token) - frame))
+
+
+def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfig, enc=None,
+                   retry_failed: bool = False, progress: bool = True, seed: int = 0) -> dict:
+    """Generate a record for every seed not yet in `out`. Returns counts of this run."""
+    fp = cfg.fingerprint()
+    recs = load_records(out)
+    done = {}
+    for r in recs:
+        done[r["key"]] = r.get("status")
+    todo = [s for s in seeds if done.get(f"{s['id']}:{fp}") not in (("ok",) if retry_failed else ("ok", "failed"))]
+    stats = {"seeds": len(seeds), "already_done": len(seeds) - len(todo), "ok": 0, "failed": 0,
+             "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    if not todo:
+        return stats
+    seed_cap = cfg.seed_max_chars
+    ctx = server_context(client, cfg.model)
+    if ctx:
+        seed_cap = fit_seed_chars(ctx, cfg)
+    app = Appender(out)
+    t0 = time.time()
+    bar = tqdm(total=len(todo), desc="synthesize", unit="seed", disable=not progress)
+    rngs = random.Random(seed)
+    try:
+        with ThreadPoolExecutor(max_workers=cfg.concurrency) as ex:
+            it, pending = iter(todo), set()
+            while True:
+                # a bounded window of requests in flight: memory stays flat for millions of seeds
+                while len(pending) < 2 * cfg.concurrency:
+                    s = next(it, None)
+                    if s is None:
+                        break
+                    pending.add(ex.submit(generate_one, client, s, cfg, fp, seed_cap, enc,
+                                          random.Random(rngs.random())))
+                if not pending:
+                    break
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    r = f.result()
+                    app.write(r)
+                    stats[r["status"]] += 1
+                    stats["retries"] += r["attempts"] - 1
+                    stats["prompt_tokens"] += (r.get("usage") or {}).get("prompt_tokens", 0)
+                    stats["completion_tokens"] += (r.get("usage") or {}).get("completion_tokens", 0)
+                    bar.update(1)
+                    bar.set_postfix(ok=stats["ok"], failed=stats["failed"], retries=stats["retries"])
+    finally:
+        bar.close()
+        app.close()
+    stats["seconds"] = round(time.time() - t0, 3)
+    return stats
+
+
+# -----------------------------------------------------------------------------
+# post-processing: from raw answers to accepted code files
+
+_FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
+
+
+def extract_code(rec: dict) -> tuple[str | None, str | None]:
+    """(code, None) or (None, reason). Completions-mode answers are already inside the block."""
+    text = rec.get("text") or ""
+    if not rec.get("chat", True):
+        if rec.get("finish_reason") == "length":
+            return None, "truncated"  # the block never closed: the file is cut off
+        return text, None
+    blocks = [m.group(2) for m in _FENCE_RE.finditer(text)]
+    if blocks:
+        return max(blocks, key=len), None
+    if "```" in text:
+        return None, "truncated" if rec.get("finish_reason") == "length" else "no_code_block"
+    return None, "no_code_block"
+
+
+_BRACE_LANGS = {"Java", "C++", "C", "JavaScript", "PHP", "C#", "Go", "TypeScript", "Rust", "Scala",
+                "Kotlin", "Dart", "Swift"}
+
+
+def brackets_balanced(code: str, language: str) -> bool:
+    """Best-effort syntax check for C-like languages: (), [], {} balance outside comments and
+    string literals. Rust and Swift lifetimes/characters make ' unreliable, so ' is a quote only
+    when it closes within a few characters."""
+    pairs, stack, i, n = {")": "(", "]": "[", "}": "{"}, [], 0, len(code)
+    hash_comment = language == "PHP"
+    while i < n:
+        c = code[i]
+        if code.startswith("//", i) or (hash_comment and c == "#"):
+            j = code.find("\n", i)
+            i = n if j < 0 else j
+        elif code.startswith("/*", i):
+            j = code.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c in "\"`":
+            j = i + 1
+            while j < n and code[j] != c:
+                j += 2 if code[j] == "\\" else 1
+            i = j + 1
+        elif c == "'":
+            m = re.match(r"'(\\.[^']{0,6}|[^'\\\n]{1,2})'", code[i:i + 12])
+            i += len(m.group(0)) if m else 1
+        else:
+            if c in "([{":
+                stack.append(c)
+            elif c in pairs:
+                if not stack or stack.pop() != pairs[c]:
+                    return False
+            i += 1
+    return not stack
+
+
+def syntax_ok(code: str, language: str) -> bool:
+    if language == "Python":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compile(code, "<synthetic>", "exec", dont_inherit=True)
+            return True
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            return False
+    if language in _BRACE_LANGS:
+        return brackets_balanced(code, language)
+    if language == "Shell":
+        try:
+            return subprocess.run(["bash", "-n"], input=code.encode(), capture_output=True,
+                                  timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return True  # no bash here: nothing to check with
+    return True  # SQL, Jupyter Notebook (magics): no cheap checker
+
+
+def _load_matcher():
+    """prepare/decontaminate.py's benchmark matcher, or None (with a warning) when it is missing."""
+    try:
+        from prepare import decontaminate
+    except ImportError as e:
+        print(f"synthesize.py: decontamination skipped ({e})", file=sys.stderr)
+        return None
+    return decontaminate.build_matcher()
+
+
+def _contamination(matcher, text: str):
+    from prepare import decontaminate
+    return decontaminate.match(matcher, text)
+
+
+def postprocess(records: list[dict], cfg: SynthConfig, matcher=None, near_dedup: bool = True
+                ) -> tuple[list[dict], list[dict], dict]:
+    """records -> (accepted documents, rejected records with "reason", counts per reason).
+    Order: extraction and per-file checks, then exact + near dedup among the survivors
+    (prepare/dedup.py: the first of each cluster in file order stays), then decontamination."""
+    from prepare.dedup import DedupConfig, cluster_texts
+    latest: dict[str, dict] = {}
+    for r in records:  # with --retry-failed a key can appear twice: the last word counts
+        latest[r["key"]] = r
+    counts = {"records": len(latest), "ok": 0, "failed": 0}
+    rejected, cands = [], []
+
+    def reject(r, reason, **extra):
+        counts[reason] = counts.get(reason, 0) + 1
+        rejected.append({**r, "reason": reason, **extra})
+
+    for r in latest.values():
+        if r.get("status") != "ok":
+            counts["failed"] += 1
+            continue
+        counts["ok"] += 1
+        code, why = extract_code(r)
+        if code is None:
+            reject(r, why)
+            continue
+        code = code.strip("\n") + "\n"
+        lang = r.get("language") or "Python"
+        lines = code.split("\n")
+        if len(code) < cfg.min_chars or len(lines) < cfg.min_lines:
+            reject(r, "too_short")
+        elif len(code) > cfg.max_chars:
+            reject(r, "too_long")
+        elif max(len(x) for x in lines) > cfg.max_line_length:
+            reject(r, "long_line")
+        elif not syntax_ok(code, lang):
+            reject(r, "syntax_error")
+        else:
+            cands.append((r, code, lang))
+
+    if cands:
+        labels, reason = cluster_texts([c for _, c, _ in cands],
+                                       DedupConfig(threshold=cfg.near_dedup_threshold, near=near_dedup))
+    accepted = []
+    for i, (r, code, lang) in enumerate(cands):
+        if reason[i]:
+            reject(r, "exact_duplicate" if reason[i] == 1 else "near_duplicate", duplicate_of=cands[labels[i]][0]["key"])
+            continue
+        hit = _contamination(matcher, code) if matcher is not None else None
+        if hit:
+            reject(r, "contaminated", benchmark_hit=str(hit))
+            continue
+        did = "syn-" + hashlib.sha1(r["key"].encode()).hexdigest()[:16]
+        accepted.append({"id": did, "content": code, "language": lang, "repo": "synthetic",
+                         "path": f"synthetic/{did}{EXTENSION.get(lang, '.txt')}", "source": "synthetic",
+                         "seed_id": r["seed_id"], "model": r.get("model", ""),
+                         "fingerprint": r.get("fingerprint", "")})
+    counts["accepted"] = len(accepted)
+    counts["accepted_chars"] = sum(len(d["content"]) for d in accepted)
+    counts["accepted_per_language"] = {}
+    for d in accepted:
+        counts["accepted_per_language"][d["language"]] = counts["accepted_per_language"].get(d["language"], 0) + 1
+    return accepted, rejected, counts
+
+
+def docs_dir_for(out: Path) -> Path:
+    """Where the accepted documents of an output JSONL go: D/p3/synthetic.jsonl -> D/p3/synthetic/."""
+    return out.with_suffix("") if out.suffix == ".jsonl" else out.with_name(out.name + ".docs")
+
+
+def write_postprocessed(out: Path, cfg: SynthConfig, decontaminate: bool = True, near_dedup: bool = True,
+                        gen_stats: dict | None = None) -> dict:
+    from prepare.docs import write_docs
+    matcher = _load_matcher() if decontaminate else None
+    accepted, rejected, counts = postprocess(load_records(out, repair=False), cfg, matcher, near_dedup)
+    d = docs_dir_for(out)
+    d.mkdir(parents=True, exist_ok=True)
+    write_docs(d / "part-00000.jsonl.gz", accepted)
+    write_docs(d / "rejected-00000.jsonl.gz", rejected)
+    stats = {"counts": counts, "generation": gen_stats or {}, "settings": asdict(cfg),
+             "fingerprint": cfg.fingerprint()}
+    (d / "stats-00000.json").write_text(json.dumps(stats, indent=1))
+    (d / "done-00000").write_text("")
+    return counts
+
+
+# -----------------------------------------------------------------------------
+# benchmark: this client's throughput vs the server's own, measured in the same run
+
+def _raw_post(host: str, port: int, path: str, body: dict) -> dict:
+    """The minimal client: one connection, one POST, no retries, no bookkeeping."""
+    c = http.client.HTTPConnection(host, port, timeout=600)
+    try:
+        c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
+
+
+def bench(args, cfg: SynthConfig):
+    import statistics
+    import tempfile
+    proc = None
+    try:
+        if args.api_base is None:
+            if not args.ckpt:
+                raise SystemExit("synthesize.py --bench needs --api-base URL or --ckpt DIR (to start sample.py --serve)")
+            proc, args.api_base = start_server(args.ckpt)
+        client = Client(args.api_base, None, cfg.timeout)
+        if not cfg.model:
+            cfg.model = client.request("GET", "/models")["data"][0]["id"]
+        if args.seeds:
+            seeds = select_seeds(args.seeds, args.limit or 32, cfg.python_share)
+        else:  # real code from this machine, as a stand-in for phase-2 documents
+            import sysconfig
+            files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:args.limit or 32]
+            seeds = [{"id": f"stdlib/{f.name}", "content": f.read_text(errors="replace"), "language": "Python",
+                      "path": f.name} for f in files]
+        # greedy and a fixed budget, so both clients ask for exactly the same work
+        cfg.temperature, cfg.top_p = 0.0, 1.0
+        cfg.chars_per_token = 1.5  # a safe estimate: the direct client has no context-length retry
+        ctx = server_context(client, cfg.model)
+        cap = fit_seed_chars(ctx, cfg) if ctx else cfg.seed_max_chars
+        u = urlsplit(args.api_base)
+        reqs = [build_request(s, truncate_seed(s["content"], cap), cfg) for s in seeds]
+        print(f"bench: {len(seeds)} requests, max_tokens={cfg.max_tokens}, concurrency={cfg.concurrency}, "
+              f"model={cfg.model} at {args.api_base}")
+
+        def raw_run():
+            # the server's own throughput: the same requests posted directly, `concurrency` at a time
+            t0, toks = time.time(), 0
+            with ThreadPoolExecutor(cfg.concurrency) as ex:
+                for r in ex.map(lambda pb: _raw_post(u.hostname, u.port, u.path + pb[0], pb[1]), reqs):
+                    if "usage" not in r:
+                        raise SystemExit(f"synthesize.py --bench: the server answered {r}")
+                    toks += r["usage"]["completion_tokens"]
+            return time.time() - t0, toks
+
+        def synth_run():
+            with tempfile.TemporaryDirectory() as tmp:
+                st = run_generation(seeds, Path(tmp) / "bench.jsonl", client, cfg, progress=False)
+                assert st["ok"] == len(seeds), st
+                return st["seconds"], st["completion_tokens"]
+
+        raw_run()  # warm-up: first requests pay for lazy initialisation in the server
+        res = {"raw": [], "synthesize": []}
+        for _ in range(args.bench_rounds):  # interleaved, so drifting machine load hits both alike
+            res["raw"].append(raw_run())
+            res["synthesize"].append(synth_run())
+        summary = {}
+        for k, v in res.items():
+            dt = statistics.median(x[0] for x in v)
+            toks = v[0][1]
+            summary[k] = {"seconds": dt, "req_per_s": len(reqs) / dt, "tok_per_s": toks / dt}
+            print(f"  {k:11s} {len(reqs) / dt:7.2f} req/s  {toks / dt:8.1f} tok/s  (median of {len(v)}: "
+                  + ", ".join(f"{x[0]:.2f}s" for x in v) + ")")
+        overhead = summary["synthesize"]["seconds"] / summary["raw"]["seconds"] - 1
+        print(f"bench: synthesize.py takes {100 * overhead:+.1f}% time vs the direct client "
+              f"(target < 5%): {'OK' if overhead < 0.05 else 'OVER'}")
+        summary["overhead"] = overhead
+        return summary
+    finally:
+        if proc is not None:
+            stop_server(proc)
+
+
+def start_server(ckpt: str, timeout: float = 120.0):
+    """Start `sample.py --serve --port 0` and return (process, api_base) once it listens."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "sample.py"), "--ckpt", str(ckpt),
+           "--serve", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"on (http://[\d.]+:\d+/v1)", line)
+        if m:
+            return proc, m.group(1)
+    stop_server(proc)
+    raise SystemExit(f"synthesize.py: the server for {ckpt} did not start")
+
+
+def stop_server(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -----------------------------------------------------------------------------
+
+def main(argv=None):
+    d = SynthConfig()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", help="documents with a 'score' (a step dir such as D/p2/selected, or a part file)")
+    ap.add_argument("--out", help="append-only JSONL of raw answers (accepted files go to <out without .jsonl>/)")
+    ap.add_argument("--api-base", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    ap.add_argument("--model", default="", help="model id sent to the server (default: its first /v1/models entry)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--chat", dest="chat", action="store_true", default=True, help="/v1/chat/completions (default)")
+    mode.add_argument("--completions", dest="chat", action="store_false",
+                      help="/v1/completions: the prompt opens the answer's code block (for base models)")
+    ap.add_argument("--limit", type=int, default=None, help="number of seeds (default: all)")
+    ap.add_argument("--python-share", type=float, default=d.python_share)
+    ap.add_argument("--seed-max-chars", type=int, default=d.seed_max_chars)
+    ap.add_argument("--seed-max-tokens", type=int, default=d.seed_max_tokens, help="needs --tokenizer")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer.tiktoken for --seed-max-tokens")
+    ap.add_argument("--max-tokens", type=int, default=d.max_tokens)
+    ap.add_argument("--temperature", type=float, default=d.temperature)
+    ap.add_argument("--top-p", type=float, default=d.top_p)
+    ap.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
+    ap.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request")
+    ap.add_argument("--max-retries", type=int, default=d.max_retries)
+    ap.add_argument("--backoff-base", type=float, default=d.backoff_base)
+    ap.add_argument("--backoff-max", type=float, default=d.backoff_max)
+    ap.add_argument("--retry-failed", action="store_true", help="ask again for seeds recorded as failed")
+    ap.add_argument("--post-only", action="store_true", help="no requests: redo the post-processing of --out")
+    ap.add_argument("--no-decontaminate", action="store_true")
+    ap.add_argument("--no-near-dedup", action="store_true")
+    ap.add_argument("--min-chars", type=int, default=d.min_chars)
+    ap.add_argument("--max-chars", type=int, default=d.max_chars)
+    ap.add_argument("--bench", action="store_true", help="measure this client's overhead against a server")
+    ap.add_argument("--ckpt", default=None, help="--bench: start sample.py --serve on this checkpoint")
+    ap.add_argument("--bench-rounds", type=int, default=3)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    cfg = SynthConfig(python_share=args.python_share, seed_max_chars=args.seed_max_chars,
+                      seed_max_tokens=args.seed_max_tokens, model=args.model, chat=args.chat,
+                      max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                      concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries,
+                      backoff_base=args.backoff_base, backoff_max=args.backoff_max,
+                      min_chars=args.min_chars, max_chars=args.max_chars)
+    if args.bench:
+        if args.max_tokens == d.max_tokens:
+            cfg.max_tokens = 64
+        bench(args, cfg)
+        return
+    if not args.out:
+        ap.error("--out is required")
+    out = Path(args.out)
+    gen_stats = None
+    if not args.post_only:
+        if not args.seeds or not args.api_base:
+            ap.error("--seeds and --api-base are required (or --post-only)")
+        if args.seed_max_tokens and not args.tokenizer:
+            ap.error("--seed-max-tokens needs --tokenizer")
+        api_key = os.environ.get("SNOWCODER_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        client = Client(args.api_base, api_key, cfg.timeout)
+        if not cfg.model:
+            try:
+                cfg.model = client.request("GET", "/models")["data"][0]["id"]
+            except Exception as e:
+                raise SystemExit(f"synthesize.py: no --model given and {args.api_base}/models failed: {e}")
+            finally:
+                client.close()
+        enc = None
+        if args.tokenizer:
+            from prepare.tokenizer import load_tokenizer
+            enc = load_tokenizer(args.tokenizer)
+        seeds = select_seeds(args.seeds, args.limit, cfg.python_share)
+        n_py = sum(s.get("language") == "Python" for s in seeds)
+        print(f"synthesize.py: {len(seeds)} seeds ({n_py / len(seeds):.0%} Python), model {cfg.model}, "
+              f"fingerprint {cfg.fingerprint()}, -> {out}", flush=True)
+        gen_stats = run_generation(seeds, out, client, cfg, enc, args.retry_failed, not args.no_progress)
+        print(f"synthesize.py: generation {json.dumps(gen_stats)}", flush=True)
+    if not out.exists():
+        raise SystemExit(f"synthesize.py: {out} not found")
+    counts = write_postprocessed(out, cfg, not args.no_decontaminate, not args.no_near_dedup, gen_stats)
+    print(f"synthesize.py: {json.dumps(counts)}")
+    print(f"synthesize.py: accepted files in {docs_dir_for(out) / 'part-00000.jsonl.gz'}")
+
+
+if __name__ == "__main__":
+    main()
