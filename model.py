@@ -218,6 +218,8 @@ class Transformer(nn.Module):
         0.02/sqrt(2*n_layer), so the stream's variance stays ~constant with depth (each block
         adds two such terms); norm gains start at 1. Public so that a model built on the meta
         device can be initialised after to_empty() (the FSDP idiom)."""
+        if self.config.tie_embeddings:  # to_empty() makes new tensors per module: tie them again
+            self.lm_head.weight = self.embed_tokens.weight
         std = 0.02
         for name, p in self.named_parameters():
             if p.dim() == 1:
@@ -411,10 +413,10 @@ class Transformer(nn.Module):
         with torch.device("meta"):
             model = cls(config)
         model.to_empty(device=device)
+        if config.tie_embeddings:  # to_empty() unties shared parameters
+            model.lm_head.weight = model.embed_tokens.weight
         if dtype is not None:
             model.to(dtype)
-        if config.tie_embeddings:  # to_empty/to keep the tie, but be explicit about it
-            model.lm_head.weight = model.embed_tokens.weight
         tensors = load_hf_tensors(ckpt_dir)
         expected = model.hf_state_dict()
         if config.tie_embeddings and "lm_head.weight" in tensors:

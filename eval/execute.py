@@ -24,6 +24,7 @@ import hashlib
 import marshal
 import math
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -39,6 +40,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval import data as bdata
+from eval.prompts import mbpp_prompt
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 
@@ -108,18 +110,6 @@ def mbpp_inputs(task_id: str, inputs: list) -> list:
             a = _deep_tuple(a)
         out.append(list(a) if not isinstance(a, tuple) else a)
     return out
-
-
-def mbpp_prompt(task: dict) -> str:
-    """Our MBPP(+) prompt (a base-model completion prompt, stated in eval/README.md): the task text
-    and its first test as a module docstring, the layout of EvalPlus's v0.2.0 release. The model
-    continues with the function."""
-    p = task["prompt"].strip()
-    if p.startswith('"""'):  # an official v0.2.0 record already has it
-        return p + "\n"
-    text = p.strip("'").strip()
-    first = next((ln.strip() for ln in task.get("assertion", "").splitlines() if ln.strip().startswith("assert")), "")
-    return f'"""\n{text}\n{first}\n"""\n'
 
 
 def make_problems(task: str, path=None) -> list[dict]:
@@ -203,6 +193,11 @@ MBPP_SET_EQ = {"similar_elements", "find_char_long", "common_in_nested_lists", "
 MBPP_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
 
 
+def _not_none(problem):
+    """MBPP+ tasks whose answer is judged only as found / not found (the canonical returns re.Match)."""
+    return problem["dataset"] == "mbpp" and problem["entry_point"] in MBPP_NOT_NONE
+
+
 def _poly(xs, x):
     return sum(c * math.pow(x, i) for i, c in enumerate(xs))
 
@@ -249,8 +244,8 @@ def outputs_match(out, exp, problem: dict, args) -> bool:
             # any root will do: judge the polynomial at the returned point (EvalPlus 0.3.1 swapped the arguments)
             return isinstance(out, (int, float)) and not isinstance(out, bool) and abs(_poly(args[0], out)) <= atol
         if problem["dataset"] == "mbpp":
-            if ep in MBPP_NOT_NONE:
-                return out == exp if isinstance(out, bool) else exp == (out is not None)
+            if ep in MBPP_NOT_NONE:  # the child already reduced a non-bool answer to `is not None`
+                return out == exp
             if ep in MBPP_SET_EQ:
                 return set(out) == set(exp)
             if ep == "are_equivalent":
@@ -280,10 +275,14 @@ def _child_env(tmp):
     return env
 
 
+_SHAPES = {"R": 6, "T": 6, "L": 2, "S": 2, "D": 3}  # message kind -> tuple length
+
+
 def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None):
     """Run one program in a fresh sandbox process. `on_message(msg)` sees each message as it
     arrives and may return True to stop the child early. Returns (messages, info) where info has
     rc, killed ("progress" | "total" | "early" | None), seconds, stderr tail."""
+    payload = dict(payload, nonce=secrets.token_hex(16))
     tmp = tempfile.mkdtemp(prefix="snowcoder-sbx-")
     r, w = os.pipe()
     err = tempfile.TemporaryFile()
@@ -292,7 +291,7 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
                             stdout=subprocess.DEVNULL, stderr=err, cwd=tmp, env=_child_env(tmp),
                             pass_fds=(w,), start_new_session=True, close_fds=True)
     os.close(w)
-    msgs, killed, buf = [], None, bytearray()
+    msgs, killed, buf, bad_message = [], None, bytearray(), False
     try:
         try:  # the child reads all of stdin first, so this cannot deadlock
             proc.stdin.write(marshal.dumps(payload))
@@ -322,16 +321,24 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
                     break
                 try:
                     msg = marshal.loads(bytes(buf[4:4 + n]))
+                    ok = type(msg) is tuple and len(msg) == _SHAPES.get(msg[0], -1)
                 except Exception:
-                    msg = ("?",)
+                    ok = False
                 del buf[:4 + n]
+                if not ok:  # not something the harness sends: the sample wrote to our channel
+                    bad_message, stop = True, True
+                    break
                 msgs.append(msg)
                 last = time.monotonic()
-                if on_message is not None and on_message(msg):
-                    stop = True
+                try:
+                    if on_message is not None and on_message(msg):
+                        stop = True
+                        break
+                except Exception:  # e.g. an index that does not exist: forged
+                    bad_message, stop = True, True
                     break
             if stop:
-                killed = "early"
+                killed = "forged" if bad_message else "early"
                 break
     finally:
         os.close(r)
@@ -348,7 +355,12 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
         tail = err.read().decode("utf-8", "replace")
         err.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    return msgs, dict(rc=proc.returncode, killed=killed, seconds=time.monotonic() - t0, stderr=tail)
+    # finished: our own final message, with our nonce, after exactly the messages the harness sent
+    done = next((i for i, m in enumerate(msgs) if m[0] == "D"), None)
+    finished = done is not None and msgs[done][1:] == (payload["nonce"], done) and not bad_message
+    msgs = msgs[:done] if done is not None else msgs
+    return msgs, dict(rc=proc.returncode, killed=killed, seconds=time.monotonic() - t0, stderr=tail, finished=finished,
+                      forged=bad_message or (done is not None and not finished))
 
 
 # ---------------------------------------------------------------------------- expected outputs
@@ -375,7 +387,7 @@ def expected_job(problem: dict, limits: Limits):
     """Run the canonical solution once, recording outputs and times. Returns the record to cache."""
     if problem["kind"] == "diff":
         groups = [dict(kind="inputs", inputs=_input_blobs(problem, g), limits=[60.0] * len(problem[g + "_input"]),
-                       fatal=False) for g in ("base", "plus")]
+                       fatal=False, not_none=_not_none(problem)) for g in ("base", "plus")]
     elif problem["kind"] == "check":
         groups = [dict(kind="check", test=problem["test"], limit=120.0)]
     else:
@@ -399,14 +411,14 @@ def expected_job(problem: dict, limits: Limits):
                     times[i] = dt
                     got += 1
                     if status == "ok":
-                        outs[i] = (val is not None) if problem["entry_point"] in MBPP_NOT_NONE and problem["dataset"] == "mbpp" else val
+                        outs[i] = val
                     else:
                         rec["errors"].append(f"{g}[{i}]: {status}: {str(val)[-300:]}")
             if got < n:
                 rec["errors"].append(f"{g}: only {got}/{n} inputs ran ({_why(msgs, info)})")
             rec[g], rec[g + "_time"] = outs, times
     else:
-        ok = any(m[0] == "D" for m in msgs)
+        ok = info["finished"]
         bad = [m for m in msgs if (m[0] == "R" and m[3] != "ok") or (m[0] == "T" and m[3] != "ok") or m[0] == "L"]
         for m in bad:
             rec["errors"].append(str(m[1] if m[0] == "L" else m[2:5])[-500:])
@@ -417,6 +429,8 @@ def expected_job(problem: dict, limits: Limits):
 
 
 def _why(msgs, info):
+    if info.get("forged"):
+        return "the run's final message was forged or messages were injected"
     if info["killed"]:
         return f"killed: no progress within the limit" if info["killed"] == "progress" else f"killed: {info['killed']}"
     if info["rc"] not in (0, None):
@@ -467,7 +481,18 @@ def _short(x, n=300):
 
 
 def judge(job: Job, limits: Limits = None) -> dict:
-    """Run one program against its problem's tests. Returns the verdict record."""
+    """Run one program against its problem's tests. Returns the verdict record (never raises
+    because of what the program did)."""
+    try:
+        return _judge(job, limits)
+    except Exception as e:  # a harness bug must cost one verdict, not the run
+        import traceback
+        return dict(task=job.problem["task"], task_id=job.problem["task_id"], sample=job.sample, **job.extra,
+                    status="error", passed=False, verdicts={},
+                    first_failure=dict(group="harness", error=traceback.format_exc()[-1500:]), seconds=0.0)
+
+
+def _judge(job: Job, limits: Limits = None) -> dict:
     limits = limits or Limits()
     p = job.problem
     v = dict(task=p["task"], task_id=p["task_id"], sample=job.sample, **job.extra)
@@ -486,7 +511,7 @@ def judge(job: Job, limits: Limits = None) -> dict:
         for g in gnames:
             lim = [_limit(t, limits) for t in exp[g + "_time"]]
             glimits.append(lim)
-            groups.append(dict(kind="inputs", inputs=_input_blobs(p, g), limits=lim, fatal=True))
+            groups.append(dict(kind="inputs", inputs=_input_blobs(p, g), limits=lim, fatal=True, not_none=_not_none(p)))
         verdicts = {g: ["-"] * len(p[g + "_input"]) for g in gnames}
         first = {}
 
@@ -510,7 +535,7 @@ def judge(job: Job, limits: Limits = None) -> dict:
         total = min(limits.sample_cap, limits.load + 5.0 + sum(sum(l) for l in glimits))
         msgs, info = run_sandboxed(dict(common, groups=groups), progress, total, on_message)
         loaded = any(m[0] == "S" for m in msgs)
-        done = any(m[0] == "D" for m in msgs)
+        done = info["finished"]
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
         if load_err is not None:
             first.update(error=load_err[-1500:], group="load")
@@ -535,7 +560,7 @@ def judge(job: Job, limits: Limits = None) -> dict:
                                    lim + limits.load + 5.0, lim + limits.load + 10.0)
         r = next((m for m in msgs if m[0] == "R"), None)
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
-        done = any(m[0] == "D" for m in msgs)
+        done = info["finished"]
         passed = r is not None and r[3] == "ok" and done
         first = {}
         if load_err is not None:
@@ -554,7 +579,7 @@ def judge(job: Job, limits: Limits = None) -> dict:
                                    lim + limits.load + 10.0, lim + limits.load + 20.0)
         tests = [m for m in msgs if m[0] == "T"]
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
-        done = any(m[0] == "D" for m in msgs)
+        done = info["finished"]
         bad = [m for m in tests if m[3] != "ok"]
         passed = bool(tests) and not bad and done and load_err is None
         first = {}

@@ -54,13 +54,11 @@ def sdpa_backends():
     return [(n, getattr(SDPBackend, b)) for n, b in names if hasattr(SDPBackend, b)]
 
 
-def attention_fns(B, H, Hkv, T, D, dtype, device):
-    """name -> a function running (forward, forward+backward) closures, or None if unavailable."""
+def attention_fns(q, k, v):
+    """name -> a callable computing causal attention, or None where that SDPA backend cannot
+    run this device/dtype/shape."""
     from torch.nn.attention import sdpa_kernel
-    q = torch.randn(B, H, T, D, device=device, dtype=dtype, requires_grad=True)
-    k = torch.randn(B, Hkv, T, D, device=device, dtype=dtype, requires_grad=True)
-    v = torch.randn(B, Hkv, T, D, device=device, dtype=dtype, requires_grad=True)
-    do = torch.randn_like(q)
+    gqa = q.shape[1] != k.shape[1]
     fns = {}
     if CUDA:
         from kernels.attention import flash_attention
@@ -68,17 +66,13 @@ def attention_fns(B, H, Hkv, T, D, dtype, device):
     for name, backend in sdpa_backends():
         def run(backend=backend):
             with sdpa_kernel([backend]):
-                return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=H != Hkv)
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         try:
-            run().backward(do)  # probe: the backend may not support this device/dtype/shape
+            run().sum().backward()  # probe
+            fns[f"sdpa {name}"] = run
         except RuntimeError:
             fns[f"sdpa {name}"] = None
-            continue
-        fns[f"sdpa {name}"] = run
-
-    def both(fn):
-        return (lambda: fn()), (lambda: torch.autograd.grad(fn(), (q, k, v), do))
-    return {n: (both(f) if f else None) for n, f in fns.items()}
+    return fns
 
 
 def bench_attention(shapes, dtype, device):
@@ -86,19 +80,30 @@ def bench_attention(shapes, dtype, device):
     print(f"{'B,H,Hkv,T,D':>22s} {'impl':>16s} {'fwd':>8s} {'fwd+bwd':>8s}")
     for B, H, Hkv, T, D in shapes:
         flops_fwd = 2 * B * H * T * T * D  # two matmuls of 2*T*T*D, half of them masked
-        fns = attention_fns(B, H, Hkv, T, D, dtype, device)
+        q = torch.randn(B, H, T, D, device=device, dtype=dtype, requires_grad=True)
+        k = torch.randn(B, Hkv, T, D, device=device, dtype=dtype, requires_grad=True)
+        v = torch.randn(B, Hkv, T, D, device=device, dtype=dtype, requires_grad=True)
+        do = torch.randn_like(q)
+        fns = attention_fns(q, k, v)
         results = {}
-        for name, pair in fns.items():
-            if pair is None:
+        for name, fn in fns.items():
+            if fn is None:
                 results[name] = (None, None)
                 continue
-            fwd, fwd_bwd = pair
-            results[name] = (flops_fwd / bench(fwd) / 1e12, 3.5 * flops_fwd / bench(fwd_bwd) / 1e12)
+            t_fwd = bench(fn)
+            t_fwd_bwd = bench(lambda: torch.autograd.grad(fn(), (q, k, v), do))
+            results[name] = (flops_fwd / t_fwd / 1e12, 3.5 * flops_fwd / t_fwd_bwd / 1e12)
         for name, (f, fb) in results.items():
             print(f"{str((B, H, Hkv, T, D)):>22s} {name:>16s} {fmt(f)} {fmt(fb)}")
-        if "ours (triton)" in results and results.get("sdpa flash", (None,))[1]:
-            print(f"{'':>22s} {'ours / flash':>16s} {results['ours (triton)'][0] / results['sdpa flash'][0]:8.2f}x"
-                  f" {results['ours (triton)'][1] / results['sdpa flash'][1]:8.2f}x")
+        ours, flash = fns.get("ours (triton)"), fns.get("sdpa flash")
+        if ours and flash:
+            # correctness at the benchmarked shape: ours vs the flash backend, same dtype
+            o1, o2 = ours(), flash()
+            g1, g2 = torch.autograd.grad(o1, (q, k, v), do), torch.autograd.grad(o2, (q, k, v), do)
+            diff = max((a.float() - b.float()).abs().max().item() for a, b in zip((o1, *g1), (o2, *g2)))
+            print(f"{'':>22s} {'max |ours-flash|':>16s} {diff:8.2g} (over o, dq, dk, dv)")
+            print(f"{'':>22s} {'ours / flash':>16s} {results['ours (triton)'][0] / results['sdpa flash'][0]:7.2f}x"
+                  f" {results['ours (triton)'][1] / results['sdpa flash'][1]:7.2f}x")
 
 # -----------------------------------------------------------------------------
 # RMSNorm

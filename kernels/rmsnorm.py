@@ -11,7 +11,7 @@ rstd per row; backward recomputes x_hat from them.
 
 Inputs of any float dtype; every load is cast to fp32 at once (also the only correct numerics
 under the Triton interpreter, whose bf16 arithmetic is wrong) and results are cast on store.
-Run this file for a quick correctness check against the PyTorch reference.
+Quick check against the PyTorch reference: `TRITON_INTERPRET=1 python -m kernels.rmsnorm` (CPU).
 """
 import torch
 import triton

@@ -66,9 +66,40 @@ def _powers(n: int):
     return _pw[:n], _ipw[:n]
 
 
-def token_hashes(text: str) -> np.ndarray:
+_WORDY = re.compile(r"[^\W\d_]")
+
+
+class _TokenCache(dict):
+    """token -> crc32 + 1, computed once per distinct token (code repeats its tokens endlessly,
+    and a C-level dict lookup is ~10x cheaper than encoding and hashing again)."""
+    def __missing__(self, t):
+        if len(self) > 2_000_000:
+            self.clear()
+        v = self[t] = zlib.crc32(t.encode("utf-8", "surrogatepass")) + 1
+        return v
+
+
+class _WordyCache(dict):
+    def __missing__(self, t):
+        if len(self) > 2_000_000:
+            self.clear()
+        v = self[t] = len(t) > 1 and _WORDY.search(t) is not None
+        return v
+
+
+_hash_of = _TokenCache()
+_wordy_of = _WordyCache()
+
+
+def token_hashes(text: str, wordy: bool = False):
+    """crc32 (+1) of each token; with wordy=True also a bool array: token has a letter and >= 2
+    characters (identifiers and keywords, not numbers, single letters or punctuation)."""
     toks = _TOK.findall(text)
-    return np.fromiter((zlib.crc32(t.encode("utf-8", "surrogatepass")) + 1 for t in toks), dtype=np.uint64, count=len(toks))
+    h = np.fromiter(map(_hash_of.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    if not wordy:
+        return h
+    w = np.fromiter(map(_wordy_of.__getitem__, toks), dtype=bool, count=len(toks))
+    return h, w
 
 
 def run_hashes(h: np.ndarray, lengths) -> dict:
@@ -136,6 +167,14 @@ def item_texts(rec: dict):
                     yield f, x
 
 
+def informative(wordy: np.ndarray, L: int) -> np.ndarray:
+    """Which runs of L tokens hold at least max(4, L // 4) identifier/keyword tokens. Runs of
+    numbers, single letters or punctuation ("0 , 1 , 2 , ...", "'A', 'B', ...") occur in any
+    code base and say nothing about a benchmark item."""
+    c = np.concatenate([[0], np.cumsum(wordy)])
+    return (c[L:] - c[:-L]) >= max(4, L // 4)
+
+
 class BenchmarkMatcher:
     """Long-n-gram / whole-short-field matcher over every benchmark item (see module doc)."""
 
@@ -145,6 +184,7 @@ class BenchmarkMatcher:
         item_of = {}
         grams = {}                       # L -> list of (hash array, item index)
         seen_text = {}
+        cache = {}                       # text -> (L, informative run hashes): Hard repeats the full set
         for bench, rec in benchmark_records(bench_dir):
             tid = str(rec.get("task_id", rec.get("question", "")[:40]))
             for field, text in item_texts(rec):
@@ -156,11 +196,16 @@ class BenchmarkMatcher:
                 if (text, idx) in seen_text:
                     continue
                 seen_text[(text, idx)] = True
-                h = token_hashes(text)
-                if len(h) < cfg.min_tokens:
+                if text not in cache:
+                    h, w = token_hashes(text, wordy=True)
+                    if len(h) < cfg.min_tokens:
+                        cache[text] = None
+                    else:
+                        L = min(cfg.ngram, len(h))
+                        cache[text] = (L, run_hashes(h, [L])[L][informative(w, L)])
+                if cache[text] is None or len(cache[text][1]) == 0:
                     continue
-                L = cfg.ngram if len(h) >= cfg.ngram else len(h)
-                g = np.unique(run_hashes(h, [L])[L])
+                L, g = cache[text]
                 grams.setdefault(L, []).append((g, np.full(len(g), idx, dtype=np.int32)))
         # the same task under several files (HumanEval / HumanEval+ / Mini) is one "distinct item"
         # for the boilerplate rule: count distinct task texts by (family, task id)
@@ -185,6 +230,14 @@ class BenchmarkMatcher:
             self.dropped_boilerplate += int((~ok).sum())
             self.index[L] = (g[starts][ok], it[starts][ok])
         self.lengths = sorted(self.index)
+        # a 2^26-bit membership bitmap per run length (8 MB at most): most document runs are
+        # rejected by one bitmap lookup instead of a binary search through a million keys
+        self.bitmap = {}
+        for L, (keys, _) in self.index.items():
+            bits = np.zeros(1 << 23, dtype=np.uint8)
+            b = (keys >> np.uint64(38)).astype(np.int64)
+            np.bitwise_or.at(bits, b >> 3, (1 << (b & 7)).astype(np.uint8))
+            self.bitmap[L] = bits
 
     def match(self, text: str, limit: int = 5) -> list[dict]:
         """Benchmark items sharing a run with `text` (at most `limit`, fewest first)."""
@@ -192,6 +245,10 @@ class BenchmarkMatcher:
         hits = []
         for L, runs in run_hashes(h, self.lengths).items():
             keys, items = self.index[L]
+            b = (runs >> np.uint64(38)).astype(np.int64)
+            runs = runs[(self.bitmap[L][b >> 3] >> (b & 7)) & 1 == 1]
+            if len(runs) == 0:
+                continue
             pos = np.searchsorted(keys, runs)
             pos[pos == len(keys)] = 0
             found = keys[pos] == runs if len(keys) else np.zeros(len(runs), bool)
@@ -213,6 +270,16 @@ def get_matcher(bench_dir=None, cfg: DecontamConfig = DecontamConfig()) -> Bench
     if key not in _MATCHERS:
         _MATCHERS[key] = BenchmarkMatcher(bench_dir, cfg)
     return _MATCHERS[key]
+
+
+def build_matcher(bench_dir=None, cfg: DecontamConfig = DecontamConfig()) -> BenchmarkMatcher:
+    """The matcher for other scripts (synthesize.py): same as get_matcher."""
+    return get_matcher(bench_dir, cfg)
+
+
+def match(matcher: BenchmarkMatcher, text: str) -> list[dict]:
+    """Benchmark items found in `text` ([] when clean)."""
+    return matcher.match(text)
 
 
 # -----------------------------------------------------------------------------

@@ -91,9 +91,11 @@ def minhash_signatures(shingle_sets: list, num_perm: int = 256, seed: int = 1234
             j += 1
         x = np.concatenate(shingle_sets[i:j])
         x = (x ^ (x >> np.uint64(32))) & _MASK32                 # fold to 32-bit keys
-        hv = ((x[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).astype(np.uint32)  # (rows, P)
+        hv = np.multiply(x[:, None], a[None, :])                 # (rows, P) uint64, wraps mod 2^64
+        hv += b
         starts = np.cumsum([0] + [len(s) for s in shingle_sets[i:j - 1]])
-        sigs[i:j] = np.minimum.reduceat(hv, starts, axis=0)
+        # >> 32 is monotonic, so it commutes with min: shift the (docs, P) minima, not every hash
+        sigs[i:j] = np.minimum.reduceat(hv, starts, axis=0) >> np.uint64(32)
         i = j
     return sigs
 

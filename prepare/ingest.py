@@ -110,14 +110,15 @@ def machine_units(max_mb: float | None) -> list[tuple]:
         return [u for lang in sorted(by_lang) for u, _ in by_lang[lang]]
     budget, picked = max_mb * 1e6, []
     queues = {lang: iter(v) for lang, v in sorted(by_lang.items())}
-    while queues and budget > 0:
+    while queues and budget > 1000:
         for lang in list(queues):
             nxt = next(queues[lang], None)
             if nxt is None:
                 del queues[lang]
                 continue
-            picked.append(nxt[0])
-            budget -= nxt[1]
+            if nxt[1] <= budget:               # a file that would overshoot the cap is passed over
+                picked.append(nxt[0])
+                budget -= nxt[1]
     return picked
 
 

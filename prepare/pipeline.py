@@ -129,20 +129,20 @@ def run_tasks(step_dir, n_tasks: int, fn, args=(), task: int | None = None, work
 
 def merge_stats(step_dir, n_tasks: int) -> dict:
     """Sum the per-task stats files into step_dir/stats.json."""
-    total, dropped, extra = Counter(), Counter(), {}
+    total, nested, extra = Counter(), {"dropped": Counter()}, {}
     for k in range(n_tasks):
         s = json.loads((Path(step_dir) / f"stats-{k:05d}.json").read_text())
         for key, v in s.items():
-            if key == "dropped":
-                dropped.update(v)
-            elif key in ("task", "n_tasks"):
+            if key in ("task", "n_tasks"):
                 continue
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
                 total[key] += v
+            elif isinstance(v, dict):            # {reason or language: count}: summed key by key
+                nested.setdefault(key, Counter()).update(v)
             else:
                 extra.setdefault(key, v)
     merged = dict(extra, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in total.items()},
-                  dropped=dict(sorted(dropped.items(), key=lambda kv: -kv[1])), n_tasks=n_tasks)
+                  **{k: dict(sorted(c.items(), key=lambda kv: -kv[1])) for k, c in nested.items()}, n_tasks=n_tasks)
     tmp = Path(step_dir) / "stats.json.tmp"
     tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
     os.replace(tmp, Path(step_dir) / "stats.json")
@@ -151,8 +151,10 @@ def merge_stats(step_dir, n_tasks: int) -> dict:
 
 def summary_line(name: str, s: dict) -> str:
     line = f"{name}: {s.get('docs_in', 0):,} -> {s.get('docs_out', 0):,} docs"
-    if "bytes_in" in s:
-        line += f" ({s['bytes_in'] / 1e6:.1f} MB -> {s.get('bytes_out', 0) / 1e6:.1f} MB)"
+    if "bytes_in" in s and "bytes_out" in s:
+        line += f" ({s['bytes_in'] / 1e6:.1f} MB -> {s['bytes_out'] / 1e6:.1f} MB)"
+    if "tokens" in s:
+        line += f", {s['tokens']:,} tokens"
     if s.get("dropped"):
         line += "; dropped: " + ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items())
     line += f"; {s.get('seconds', 0):.1f} task-seconds"

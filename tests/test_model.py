@@ -40,6 +40,17 @@ def test_default_config_is_the_paper_model():
     assert model.lm_head.weight is model.embed_tokens.weight
 
 
+def test_meta_init_then_to_empty_keeps_the_tie():
+    with torch.device("meta"):
+        model = Transformer(ModelConfig.from_preset("tiny"))
+    model.to_empty(device="cpu")
+    model.init_weights()
+    assert model.lm_head.weight is model.embed_tokens.weight
+    assert model.layers[0].mlp_norm.weight.eq(1).all()
+    std = model.layers[1].mlp.down_proj.weight.std().item()
+    assert abs(std - 0.02 / math.sqrt(2 * 2)) < 0.002  # the scaled residual-projection init
+
+
 def test_presets_build():
     assert {"snowcoder-1.3b", "tiny", "cpu"} <= set(PRESETS)
     tiny = ModelConfig.from_preset("tiny")

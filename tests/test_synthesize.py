@@ -283,9 +283,8 @@ def test_faulty_server_every_seed_one_record(tmp_path):
     for d in accepted:
         compile(d["content"], d["path"], "exec")
         assert d["source"] == "synthetic" and d["language"] == "Python" and d["seed_id"]
-    if importlib_ok("prepare.decontaminate"):
-        assert stats.get("contaminated") == 1
-        assert all("has_close_elements" not in d["content"] for d in accepted)
+    assert stats["contaminated"] == 1  # HumanEval/0's solution, caught by prepare/decontaminate.py
+    assert all("has_close_elements" not in d["content"] for d in accepted)
 
     # a rerun has nothing left to do and writes nothing new
     before = out.read_bytes()
@@ -294,11 +293,6 @@ def test_faulty_server_every_seed_one_record(tmp_path):
                   "--out", str(out), *FAST])
         assert srv.log == []
     assert out.read_bytes() == before
-
-
-def importlib_ok(name: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(name) is not None
 
 
 def test_kill9_mid_run_then_resume(tmp_path):

@@ -1,0 +1,148 @@
+"""
+Generation: greedy completions for every problem, from a local checkpoint (model.py) or from any
+OpenAI-compatible /v1/completions endpoint. Resumable: samples are appended to a JSONL file one
+batch at a time, and a rerun skips what is already there.
+
+Sample line (the evalplus layout plus our fields):
+    {"task_id": "HumanEval/0", "sample": 0, "completion": "...", "solution": "...", "raw": "..."}
+`raw` is the text as generated, `completion` is cut at the first stop string, `solution` is the
+sanitized whole program that execution runs.
+"""
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from eval.prompts import build_prompt, stop_strings, program_from_completion
+from eval.sanitize import cut_at_stop, sanitize
+
+
+# ---------------------------------------------------------------------------- append-only JSONL
+def read_jsonl(path) -> list[dict]:
+    """Rows of a JSONL file we append to; a torn last line (a kill mid-write) is cut off."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[:data.rfind(b"\n") + 1]
+        with open(path, "r+b") as f:
+            f.truncate(len(data))
+    rows = []
+    for i, line in enumerate(data.decode("utf-8").splitlines()):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}: line {i + 1} is not JSON ({e}); fix or delete the line and rerun")
+    return rows
+
+
+def append_jsonl(path, rows):
+    with open(path, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------- backends
+class LocalModel:
+    """A checkpoint directory (HF Llama layout + tokenizer.tiktoken) run with model.py."""
+
+    def __init__(self, ckpt, device=None, backend=None):
+        import torch
+        from model import Transformer
+        from prepare.tokenizer import load_tokenizer
+        tok = Path(ckpt) / "tokenizer.tiktoken"
+        if not tok.is_file():
+            raise SystemExit(f"{tok}: not found (a checkpoint for eval needs its tokenizer.tiktoken)")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.model = Transformer.from_pretrained(str(ckpt), backend=backend, dtype=dtype, device=self.device).eval()
+        self.enc = load_tokenizer(tok)
+        self.eos = self.enc.encode_single_token("<|endoftext|>")
+        self.block = self.model.config.block_size
+        self.name = str(ckpt)
+
+    def complete(self, prompts: list[str], stop: list[str], max_new_tokens: int) -> list[str]:
+        ids = [self.enc.encode_ordinary(p) for p in prompts]
+        room = max(1, self.block - max_new_tokens)
+        ids = [x[-room:] if len(x) > room else x for x in ids]  # keep the end: it is what gets continued
+        ids = [x or [self.eos] for x in ids]
+        outs = self.model.generate(ids, max_new_tokens, temperature=0.0, stop=stop, decode=self.enc.decode,
+                                   eos_id=self.eos)
+        return [self.enc.decode(o) for o in outs]
+
+
+class ApiModel:
+    """Any OpenAI-compatible completions endpoint (vLLM, SGLang, sample.py --serve, ...)."""
+
+    def __init__(self, api_base: str, model: str, api_key: str = None, timeout: float = 600.0, retries: int = 5):
+        base = api_base.rstrip("/")
+        self.url = base + "/completions" if base.endswith("/v1") else base + "/v1/completions"
+        self.model, self.timeout, self.retries = model, timeout, retries
+        self.key = api_key or os.environ.get("OPENAI_API_KEY", "")
+        self.name = f"{model} @ {api_base}"
+
+    def complete(self, prompts: list[str], stop: list[str], max_new_tokens: int) -> list[str]:
+        body = dict(model=self.model, prompt=prompts, max_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
+                    stop=stop[:4])  # OpenAI allows 4 stop strings; we cut at all of them locally anyway
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {self.key}"} if self.key else {})})
+        for attempt in range(self.retries):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    resp = json.loads(r.read())
+                break
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                if attempt == self.retries - 1:
+                    raise SystemExit(f"{self.url}: {e} (after {self.retries} tries); rerun to resume")
+                time.sleep(2 ** attempt)
+        choices = sorted(resp.get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != len(prompts):
+            raise SystemExit(f"{self.url}: asked for {len(prompts)} completions, got {len(choices)}")
+        return [c.get("text", "") for c in choices]
+
+
+# ---------------------------------------------------------------------------- the loop
+def generate_samples(problems: list[dict], out_path, model, n_samples: int = 1, batch_size: int = 8,
+                     max_new_tokens: int = 512, reuse: dict = None, desc: str = "generating") -> list[dict]:
+    """Complete every (problem, sample index) not yet in out_path, appending as we go. `reuse` maps
+    (prompt, sample) -> raw text already generated for an identical prompt (e.g. HumanEval and
+    HumanEval+ share 163 of 164 prompts). Returns all rows of out_path."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["task_id"], r["sample"]) for r in read_jsonl(out_path)}
+    todo = [(p, s) for p in problems for s in range(n_samples) if (p["task_id"], s) not in done]
+    reuse = reuse if reuse is not None else {}
+
+    def row(p, s, raw):
+        completion = cut_at_stop(raw, stop_strings(p))
+        return dict(task_id=p["task_id"], sample=s, completion=completion,
+                    solution=sanitize(program_from_completion(p, completion), p["entry_point"]), raw=raw)
+
+    ready = [(p, s) for p, s in todo if (build_prompt(p), s) in reuse]
+    if ready:
+        append_jsonl(out_path, [row(p, s, reuse[(build_prompt(p), s)]) for p, s in ready])
+    todo = [(p, s) for p, s in todo if (build_prompt(p), s) not in reuse]
+    # longest prompts first: similar lengths share a batch (less padding) and memory peaks early
+    todo.sort(key=lambda ps: -len(build_prompt(ps[0])))
+    bar = tqdm(total=len(todo), desc=desc, leave=False)
+    for i in range(0, len(todo), batch_size):
+        batch = todo[i:i + batch_size]
+        stops = sorted({s for p, _ in batch for s in stop_strings(p)})
+        raws = model.complete([build_prompt(p) for p, _ in batch], stops, max_new_tokens)
+        rows = []
+        for (p, s), raw in zip(batch, raws):
+            reuse[(build_prompt(p), s)] = raw
+            rows.append(row(p, s, raw))
+        append_jsonl(out_path, rows)
+        bar.update(len(batch))
+    bar.close()
+    return read_jsonl(out_path)

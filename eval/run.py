@@ -1,0 +1,161 @@
+"""
+Evaluate a checkpoint, an API model, a samples file, or the canonical solutions.
+
+    python -m eval.run --ckpt runs/p3/export --tasks humaneval,humaneval+,mbpp,mbpp+ --out runs/eval3
+    python -m eval.run --api-base http://127.0.0.1:8000/v1 --model NAME --tasks humaneval+ --out runs/eval
+    python -m eval.run --samples samples.jsonl --tasks humaneval,humaneval+ --out runs/eval
+    python -m eval.run --ground-truth --tasks humaneval+,mbpp+,bigcodebench --out runs/gt
+
+Two steps, each resumable after a kill (rerun the same command): generation appends to
+OUT/samples-TASK.jsonl, execution appends to OUT/verdicts-TASK.jsonl. Then OUT/results.json and
+OUT/summary.md hold pass@k per task (greedy: pass@1), with per-task verdicts in the JSONL files
+(first failing input or traceback). `--stage generate` stops after generation (run execution
+elsewhere), `--stage execute` only scores what is there.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from eval import data as bdata
+from eval.execute import TASKS, Job, Limits, make_problems, run_jobs, is_stdlib_only, missing_modules
+from eval.generate import read_jsonl, append_jsonl, generate_samples
+from eval.metrics import summarize, write_results, markdown_table
+from eval.prompts import build_prompt
+from eval.sanitize import sanitize
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="checkpoint dir (HF Llama layout + tokenizer.tiktoken) to generate with")
+    src.add_argument("--api-base", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    src.add_argument("--samples", help="JSONL of samples: task_id plus solution (whole program) or completion")
+    src.add_argument("--ground-truth", action="store_true", help="score the canonical solutions")
+    ap.add_argument("--model", help="model name for --api-base")
+    ap.add_argument("--tasks", default="humaneval,humaneval+,mbpp,mbpp+", help=f"comma list of {', '.join(TASKS)}")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N tasks of each benchmark")
+    ap.add_argument("--bcb-subset", choices=["all", "stdlib", "installed"], default="installed",
+                    help="BigCodeBench tasks: all (missing modules -> skipped, counted), only those importing "
+                         "nothing outside the standard library, or only those whose modules are installed")
+    ap.add_argument("--data", default=None, help="benchmark file or dir (default $SNOWCODER_BENCHMARKS, else download)")
+    ap.add_argument("--n-samples", type=int, default=1, help="samples per task (greedy: 1)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    ap.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: all cores)")
+    ap.add_argument("--stage", choices=["all", "generate", "execute"], default="all")
+    ap.add_argument("--ks", default="1,10,100", help="pass@k values to report (those <= samples per task)")
+    ap.add_argument("--memory-mb", type=int, default=Limits.memory_mb, help="address-space limit per sample")
+    a = ap.parse_args(argv)
+    if a.api_base and not a.model:
+        ap.error("--api-base needs --model")
+    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        ap.error(f"unknown task(s) {bad}; known: {TASKS}")
+    a.tasks = tasks
+    return a
+
+
+def select_problems(task, args):
+    probs = make_problems(task, args.data)
+    if task.startswith("bigcodebench"):
+        if args.bcb_subset == "stdlib":
+            probs = [p for p in probs if is_stdlib_only(p)]
+        elif args.bcb_subset == "installed":
+            probs = [p for p in probs if not missing_modules(p)]
+    return probs[:args.limit] if args.limit else probs
+
+
+def samples_for(task, problems, args, out, model, reuse):
+    """Sample rows (task_id, sample, solution) for `task`, generating what is missing."""
+    path = out / f"samples-{task}.jsonl"
+    if args.ground_truth:
+        return [dict(task_id=p["task_id"], sample=0, solution=p["canonical"], canonical=True) for p in problems]
+    if args.samples:
+        rows, seen = read_jsonl(args.samples), {}
+        by_id = {p["task_id"]: p for p in problems}
+        outr = []
+        for r in rows:
+            if "task_id" not in r or ("solution" not in r and "completion" not in r):
+                raise SystemExit(f"{args.samples}: every line needs task_id and solution or completion")
+            p = by_id.get(r["task_id"])
+            if p is None:
+                continue
+            s = r.get("sample", seen.get(r["task_id"], 0))
+            seen[r["task_id"]] = s + 1
+            code = r["solution"] if "solution" in r else p["prompt"] + r["completion"]
+            outr.append(dict(task_id=r["task_id"], sample=s, solution=sanitize(code, p["entry_point"])))
+        return outr
+    if args.stage == "execute":
+        return read_jsonl(path)
+    return generate_samples(problems, path, model, n_samples=args.n_samples, batch_size=args.batch_size,
+                            max_new_tokens=args.max_new_tokens, reuse=reuse, desc=f"generating {task}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    limits = Limits(memory_mb=args.memory_mb)
+    model = None
+    if args.stage != "execute" and not (args.samples or args.ground_truth):
+        if args.ckpt:
+            from eval.generate import LocalModel
+            model = LocalModel(args.ckpt, device=args.device)
+        else:
+            from eval.generate import ApiModel
+            model = ApiModel(args.api_base, args.model)
+    # identical prompts (HumanEval/HumanEval+, MBPP/MBPP+) are generated once: seed from files on disk
+    reuse = {}
+    problems = {t: select_problems(t, args) for t in args.tasks}
+    if model is not None:
+        for t in args.tasks:
+            by_id = {p["task_id"]: p for p in problems[t]}
+            for r in read_jsonl(out / f"samples-{t}.jsonl"):
+                if r["task_id"] in by_id and "raw" in r:
+                    reuse[(build_prompt(by_id[r["task_id"]]), r["sample"])] = r["raw"]
+    all_verdicts, t0 = [], time.time()
+    for task in args.tasks:
+        probs = problems[task]
+        rows = samples_for(task, probs, args, out, model, reuse)
+        if args.stage == "generate":
+            print(f"{task}: {len(rows)} samples in {out / f'samples-{task}.jsonl'}")
+            continue
+        vpath = out / f"verdicts-{task}.jsonl"
+        if args.ground_truth:
+            vpath = out / f"verdicts-{task}-ground-truth.jsonl"
+        ids = {p["task_id"] for p in probs}
+        done = {(v["task_id"], v["sample"]) for v in read_jsonl(vpath)}
+        by_id = {p["task_id"]: p for p in probs}
+        jobs = [Job(by_id[r["task_id"]], r["solution"], r["sample"]) for r in rows
+                if r["task_id"] in by_id and (r["task_id"], r["sample"]) not in done]
+        if jobs:
+            run_jobs(jobs, limits, args.workers, on_result=lambda v: append_jsonl(vpath, [v]), desc=f"executing {task}")
+        verdicts = [v for v in read_jsonl(vpath) if v["task_id"] in ids]
+        all_verdicts += verdicts
+    if args.stage == "generate":
+        return
+    ks = [int(k) for k in args.ks.split(",")]
+    summary = summarize(all_verdicts, ks)
+    meta = dict(title=("ground truth" if args.ground_truth else args.ckpt or args.model or args.samples),
+                source=dict(ckpt=args.ckpt, api_base=args.api_base, model=args.model, samples=args.samples,
+                            ground_truth=args.ground_truth),
+                tasks=args.tasks, limit=args.limit, bcb_subset=args.bcb_subset, n_samples=args.n_samples,
+                max_new_tokens=args.max_new_tokens, seconds=round(time.time() - t0, 1),
+                notes={"mbpp": bdata.MBPP_PLUS_PRERELEASE if any(
+                    p.get("version") == bdata.MBPP_PLUS_PRERELEASE for t in args.tasks if t.startswith("mbpp")
+                    for p in problems[t]) else "", "humaneval": "HumanEval's own check()",
+                    "humaneval+": "EvalPlus base + plus inputs, HumanEval+ v0.1.10"})
+    write_results(out, summary, meta)
+    print(markdown_table(summary, meta["title"]))
+    print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""
+Pack: documents -> repository-level sequences -> uint16 token shards + manifest.json.
+
+    python -m prepare.pack --in D/decontaminate --tokenizer D/tokenizer.tiktoken --out D/shards --tasks 4
+
+The paper (§ phase-1 data): "partition code files by programming language, group them by
+repository, then concatenate them in random order, similar to StarCoder2". One sequence per
+repository and language, files in a seeded random order, in StarCoder2's format:
+    with metadata (probability 0.5):  <repo_name>REPO<file_sep>PATH1\\nCODE1<file_sep>PATH2\\nCODE2...<|endoftext|>
+    without:                          <file_sep>CODE1<file_sep>CODE2...<|endoftext|>
+Special tokens are inserted as ids (a file that literally contains "<|endoftext|>" is encoded as
+text); the text in between goes through tiktoken's encode_ordinary_batch (multi-threaded Rust).
+
+Shards: raw little-endian uint16, one set per (split, language) per task:
+DIR/train-Python-00000.bin ... (README "Data formats"); DIR/manifest.json lists them with token
+counts, tokens per language and source, the document count, the settings, the code version and
+the documents dir they came from. Validation: a seeded ~val_fraction of each language's
+repositories (at least one when the language has two or more) goes to split "val".
+DIR/sequences-KKKKK.jsonl.gz records, for every packed sequence, its shard, offset, length and
+document ids in order (so any token range can be traced back to its files).
+Task k packs the repositories whose (language, repo) hash falls to it; every task reads the
+whole input (cheap next to tokenizing) and gets the same val choice.
+"""
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import numpy as np
+
+from prepare.docs import read_docs
+from prepare.pipeline import add_task_args, require_done, run_tasks
+from prepare.tokenizer import load_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class PackConfig:
+    metadata_prob: float = 0.5      # StarCoder2: repo name and file paths in half the sequences
+    val_fraction: float = 0.01      # of each language's repositories
+    seed: int = 1337
+    shard_tokens: int = 1 << 28     # start a new shard file after this many tokens (512 MB)
+    batch_chars: int = 8_000_000    # text tokenized per encode_ordinary_batch call
+    threads: int = 0                # tiktoken threads (0: cpu count)
+    source: str = "phase1"
+
+
+def stable_u64(*parts) -> int:
+    return int.from_bytes(hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).digest()[:8], "little")
+
+
+def slug(lang: str) -> str:
+    """A language name as a file-name part: C++ -> Cpp, C# -> CSharp, Jupyter Notebook -> Jupyter_Notebook."""
+    return lang.replace("++", "pp").replace("#", "Sharp").replace(" ", "_")
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return (sha or "unknown") + ("-dirty" if sha and dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def val_repos(repos_by_lang: dict, cfg: PackConfig) -> set:
+    """(language, repo) pairs held out for validation: a seeded val_fraction of each language's
+    repositories, and at least one when it has two or more."""
+    val = set()
+    for lang, repos in repos_by_lang.items():
+        u = sorted((stable_u64(cfg.seed, "val", lang, r) / 2**64, r) for r in repos)
+        chosen = {r for x, r in u if x < cfg.val_fraction}
+        if not chosen and len(u) >= 2:
+            chosen = {u[0][1]}
+        val |= {(lang, r) for r in chosen}
+    return val
+
+
+def sequence_segments(lang: str, repo: str, docs: list, cfg: PackConfig):
+    """The files of one repository in seeded random order, as (with_metadata, text segments)."""
+    rng = np.random.default_rng(stable_u64(cfg.seed, "order", lang, repo) % 2**63)
+    docs = [docs[i] for i in rng.permutation(len(docs))]
+    meta = bool(rng.random() < cfg.metadata_prob)
+    if meta:
+        segs = [repo] + [d.get("path", "") + "\n" + d["content"] for d in docs]
+    else:
+        segs = [d["content"] for d in docs]
+    return meta, segs, docs
+
+
+def sequence_text(meta: bool, segs: list) -> str:
+    """The sequence as text with the special tokens spelled out (what decoding a shard gives)."""
+    if meta:
+        return "<repo_name>" + segs[0] + "".join("<file_sep>" + s for s in segs[1:]) + "<|endoftext|>"
+    return "".join("<file_sep>" + s for s in segs) + "<|endoftext|>"
+
+
+class ShardWriter:
+    """Appends uint16 tokens to DIR/{split}-{lang}-{task}[-j].bin, rolling over at shard_tokens."""
+
+    def __init__(self, out_dir, split, lang, task, cfg):
+        self.out_dir, self.split, self.lang, self.task, self.cfg = Path(out_dir), split, lang, task, cfg
+        self.shards, self.f, self.n = [], None, 0
+
+    def _open(self):
+        j = len(self.shards)
+        name = f"{self.split}-{slug(self.lang)}-{self.task:05d}" + (f"-{j:03d}" if j else "") + ".bin"
+        self.f = open(self.out_dir / name, "wb")
+        self.n = 0
+        self.shards.append({"path": name, "split": self.split, "language": self.lang, "source": self.cfg.source,
+                            "tokens": 0, "epochs": 1})
+
+    def write(self, arr: np.ndarray) -> tuple[str, int]:
+        """Write one whole sequence (never split across files); returns (shard path, offset)."""
+        if self.f is None or (self.n and self.n + len(arr) > self.cfg.shard_tokens):
+            self.close()
+            self._open()
+        off = self.n
+        arr.astype("<u2", copy=False).tofile(self.f)
+        self.n += len(arr)
+        self.shards[-1]["tokens"] = self.n
+        return self.shards[-1]["path"], off
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def pack_task(k, n_tasks, in_dir, out_dir, tok_path, cfg: PackConfig):
+    enc = load_tokenizer(tok_path)
+    if enc.n_vocab > 65536:
+        raise SystemExit(f"{tok_path}: {enc.n_vocab} tokens do not fit uint16 shards")
+    sp = {t: enc.encode_single_token(t) for t in ("<|endoftext|>", "<repo_name>", "<file_sep>")}
+    groups, repos_by_lang = {}, {}
+    for d in read_docs(in_dir):
+        lang, repo = d["language"], d.get("repo") or ""
+        repos_by_lang.setdefault(lang, set()).add(repo)
+        if stable_u64(cfg.seed, "task", lang, repo) % n_tasks == k:
+            groups.setdefault((lang, repo), []).append(d)
+    val = val_repos(repos_by_lang, cfg)
+    threads = cfg.threads or os.cpu_count() or 1
+    writers, index = {}, []
+    stats = {"docs_in": 0, "docs_out": 0, "sequences": 0, "bytes_in": 0, "tokens": 0, "tokens_val": 0,
+             "tokens_per_language": {}, "dropped": {}}
+
+    # repositories of a language together, in a seeded random order, batched for the tokenizer
+    for lang in sorted({g[0] for g in groups}):
+        repos = sorted(r for (l, r) in groups if l == lang)
+        rng = np.random.default_rng(stable_u64(cfg.seed, "repos", lang, k) % 2**63)
+        repos = [repos[i] for i in rng.permutation(len(repos))]
+        batch, chars = [], 0
+        for i, repo in enumerate(repos):
+            batch.append(repo)
+            chars += sum(len(d["content"]) for d in groups[(lang, repo)])
+            if chars < cfg.batch_chars and i + 1 < len(repos):
+                continue
+            seqs = [(repo_,) + sequence_segments(lang, repo_, groups[(lang, repo_)], cfg) for repo_ in batch]
+            flat = [s for _, _, segs, _ in seqs for s in segs]
+            ids = enc.encode_ordinary_batch(flat, num_threads=threads)
+            j = 0
+            for repo_, meta, segs, docs in seqs:
+                toks = []
+                if meta:
+                    toks.append(sp["<repo_name>"])
+                    toks += ids[j]
+                    j += 1
+                for _ in docs:
+                    toks.append(sp["<file_sep>"])
+                    toks += ids[j]
+                    j += 1
+                toks.append(sp["<|endoftext|>"])
+                arr = np.array(toks, dtype=np.uint16)
+                split = "val" if (lang, repo_) in val else "train"
+                w = writers.get((split, lang))
+                if w is None:
+                    w = writers[(split, lang)] = ShardWriter(out_dir, split, lang, k, cfg)
+                path, off = w.write(arr)
+                index.append({"shard": path, "offset": off, "tokens": len(arr), "split": split, "language": lang,
+                              "repo": repo_, "metadata": meta, "ids": [d["id"] for d in docs]})
+                stats["docs_in"] += len(docs)
+                stats["docs_out"] += len(docs)
+                stats["sequences"] += 1
+                stats["bytes_in"] += sum(len(d["content"].encode("utf-8", "surrogatepass")) for d in docs)
+                if split == "train":
+                    stats["tokens"] += len(arr)
+                    stats["tokens_per_language"][lang] = stats["tokens_per_language"].get(lang, 0) + len(arr)
+                else:
+                    stats["tokens_val"] += len(arr)
+            batch, chars = [], 0
+    shards = []
+    for w in writers.values():
+        w.close()
+        shards += w.shards
+    tmp = Path(out_dir) / f"sequences-{k:05d}.jsonl.gz.tmp"
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        for r in index:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, Path(out_dir) / f"sequences-{k:05d}.jsonl.gz")
+    (Path(out_dir) / f"shards-{k:05d}.json").write_text(json.dumps(shards))
+    return stats
+
+
+def write_manifest(out_dir, in_dir, tok_path, n_tasks, cfg: PackConfig, stats: dict) -> dict:
+    out_dir = Path(out_dir)
+    enc = load_tokenizer(tok_path)
+    shards = []
+    for k in range(n_tasks):
+        shards += json.loads((out_dir / f"shards-{k:05d}.json").read_text())
+    shards.sort(key=lambda s: (s["split"] != "train", s["language"], s["path"]))
+    tpl, tps = {}, {}
+    for s in shards:
+        if s["split"] == "train":
+            tpl[s["language"]] = tpl.get(s["language"], 0) + s["tokens"]
+            tps[s["source"]] = tps.get(s["source"], 0) + s["tokens"]
+    if Path(tok_path).resolve() != (out_dir / "tokenizer.tiktoken").resolve():
+        shutil.copyfile(tok_path, out_dir / "tokenizer.tiktoken")
+    man = {"format": "snowcoder-shards-v1", "dtype": "uint16", "vocab_size": enc.n_vocab, "eot_id": enc.eot_token,
+           "tokenizer": "tokenizer.tiktoken", "shards": shards,
+           "tokens_per_language": dict(sorted(tpl.items(), key=lambda kv: -kv[1])), "tokens_per_source": tps,
+           "tokens_train": sum(tpl.values()), "tokens_val": sum(s["tokens"] for s in shards if s["split"] == "val"),
+           "documents": stats["docs_out"], "sequences": stats["sequences"],
+           "documents_dir": str(Path(in_dir).resolve()), "settings": dict(asdict(cfg), n_tasks=n_tasks),
+           "code_version": code_version()}
+    tmp = out_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(man, indent=1))
+    os.replace(tmp, out_dir / "manifest.json")
+    print(f"pack: {man['tokens_train']:,} train + {man['tokens_val']:,} val tokens in {len(shards)} shards; "
+          f"per language: " + ", ".join(f"{l} {t:,}" for l, t in man["tokens_per_language"].items()), flush=True)
+    return man
+
+
+def run(in_dir, tok_path, out_dir, tasks: int = 1, task=None, workers=None, cfg: PackConfig = PackConfig()):
+    require_done(in_dir, "pack input")
+    if not Path(tok_path).is_file():
+        raise SystemExit(f"pack: tokenizer not found: {tok_path}")
+    if workers is None and tasks > 1 and cfg.threads == 0:
+        cfg = PackConfig(**{**asdict(cfg), "threads": 1})    # parallel tasks already use the cores
+    settings = dict(asdict(cfg), input=str(Path(in_dir).resolve()), tokenizer=str(Path(tok_path).resolve()))
+    settings.pop("threads")
+    stats = run_tasks(out_dir, tasks, pack_task, args=(str(in_dir), str(out_dir), str(tok_path), cfg), task=task,
+                      workers=workers, name="pack", settings=settings)
+    if stats is None:
+        return None
+    return write_manifest(out_dir, in_dir, tok_path, tasks, cfg, stats)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Pack documents by language and repository into uint16 token shards.")
+    ap.add_argument("--in", dest="inp", required=True, help="input step directory (e.g. D/decontaminate)")
+    ap.add_argument("--tokenizer", required=True, help="tiktoken rank file (prepare.tokenizer)")
+    ap.add_argument("--out", required=True, help="output shard directory (manifest.json + *.bin)")
+    ap.add_argument("--val-fraction", type=float, default=0.01, help="share of each language's repositories held out")
+    ap.add_argument("--metadata-prob", type=float, default=0.5, help="probability of repo name + paths in a sequence")
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--source", default="phase1", help="the shards' 'source' in the manifest")
+    add_task_args(ap)
+    a = ap.parse_args(argv)
+    run(a.inp, a.tokenizer, a.out, a.tasks, a.task, a.workers,
+        PackConfig(val_fraction=a.val_fraction, metadata_prob=a.metadata_prob, seed=a.seed, source=a.source))
+
+
+if __name__ == "__main__":
+    main()

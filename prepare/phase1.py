@@ -1,0 +1,78 @@
+"""
+Phase-1 data, end to end: raw code -> cleaned documents -> tokenizer -> uint16 shards.
+
+    python -m prepare.phase1 --out D/p1                               # this machine's own code
+    python -m prepare.phase1 --out D/p1 --input /data/the-stack/*.parquet --tokenizer tok.tiktoken --tasks 64
+
+Steps, each in its own directory under --out (and each runnable alone, see its module):
+    ingest         D/p1/ingest          prepare/ingest.py      files / JSONL / Parquet -> documents
+    filter         D/p1/filter          prepare/filter.py      StarCoder/BigCode heuristics
+    dedup          D/p1/dedup           prepare/dedup.py       exact + MinHash-LSH near dedup
+    decontaminate  D/p1/decontaminate   prepare/decontaminate.py   benchmark n-gram matching
+    tokenizer      D/p1/tokenizer.tiktoken  prepare/tokenizer.py  (only without --tokenizer)
+    pack           D/p1/shards          prepare/pack.py        manifest.json + *.bin
+The final documents (what phase 2 scores) are D/p1/decontaminate, named in the manifest's
+"documents_dir". Every step resumes: a rerun skips finished tasks and steps. With --task K (or a
+Slurm array) each process does its share of each step and stops at the first step still waiting
+for other tasks; rerun the array (or once without --task) to go on.
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+from prepare import dedup, decontaminate, filter as filt, ingest, pack
+from prepare.pipeline import add_task_args
+from prepare.tokenizer import iter_texts, load_tokenizer, save_tokenizer, train_bpe
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Run the whole phase-1 data pipeline (ingest, filter, dedup, "
+                                             "decontaminate, tokenizer, pack).")
+    ap.add_argument("--out", required=True, help="output directory D (steps go to D/<step>)")
+    ap.add_argument("--input", nargs="*", default=[], help="source dirs, .jsonl(.gz/.zst), .parquet (default: this machine's code)")
+    ap.add_argument("--tokenizer", default=None, help="existing tiktoken rank file; default: train one into D/tokenizer.tiktoken")
+    ap.add_argument("--vocab-size", type=int, default=64000, help="tokenizer entries incl. specials (paper: 64000)")
+    ap.add_argument("--tokenizer-mb", type=float, default=500.0, help="train the tokenizer on at most this many MB")
+    ap.add_argument("--max-mb", type=float, default=None, help="machine mode: read at most this many MB of code")
+    ap.add_argument("--repo-level", type=int, default=1, help="directory depth naming a repository (directory inputs)")
+    ap.add_argument("--benchmarks", default=None, help="benchmark dir for decontamination (default: $SNOWCODER_BENCHMARKS or ../shared/benchmarks)")
+    ap.add_argument("--val-fraction", type=float, default=0.01, help="share of repositories per language held out")
+    ap.add_argument("--seed", type=int, default=1337)
+    add_task_args(ap)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    t0 = time.time()
+    common = dict(tasks=a.tasks, task=a.task, workers=a.workers)
+
+    def step(stats):
+        if stats is None:      # other tasks of this step are still pending (--task / Slurm)
+            raise SystemExit(0)
+
+    step(ingest.run(a.input, out / "ingest", cfg=ingest.IngestConfig(repo_level=a.repo_level, max_mb=a.max_mb), **common))
+    step(filt.run(out / "ingest", out / "filter", **common))
+    step(dedup.run(out / "filter", out / "dedup", **common))
+    step(decontaminate.run(out / "dedup", out / "decontaminate", bench_dir=a.benchmarks, **common))
+    docs_dir = out / "decontaminate"
+
+    tok = Path(a.tokenizer) if a.tokenizer else out / "tokenizer.tiktoken"
+    if a.tokenizer is None and not tok.exists():
+        if a.task is not None:
+            # one process trains it (task 0); the others wait for the file on their next run
+            if a.task != 0:
+                raise SystemExit(f"phase1: the tokenizer is trained by task 0; rerun when {tok} exists")
+        print(f"tokenizer: training {a.vocab_size} entries on up to {a.tokenizer_mb:.0f} MB of {docs_dir}", flush=True)
+        ranks = train_bpe(iter_texts([docs_dir], int(a.tokenizer_mb * 1e6)), a.vocab_size,
+                          workers=a.workers or os.cpu_count() or 1, verbose=True)
+        save_tokenizer(ranks, tok)
+    enc = load_tokenizer(tok)
+    print(f"tokenizer: {tok} ({enc.n_vocab} entries)", flush=True)
+
+    man = pack.run(docs_dir, tok, out / "shards", cfg=pack.PackConfig(val_fraction=a.val_fraction, seed=a.seed), **common)
+    step(man)
+    print(f"phase1: done in {time.time() - t0:.0f}s -> {out / 'shards' / 'manifest.json'} "
+          f"({man['tokens_train']:,} train tokens, {man['documents']:,} documents from {man['documents_dir']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""eval/data.py: every benchmark loads from the staged files, with the documented selections."""
+import gzip
+import os
+
+import pytest
+
+from eval.data import load_benchmark, benchmark_file, dataset_hash, MBPP_PLUS_DROPPED, NAMES
+
+
+@pytest.mark.parametrize("name,n", [("humaneval", 164), ("humaneval+", 164), ("humaneval+-mini", 164), ("mbpp", 974),
+                                    ("mbpp-sanitized", 427), ("mbpp+", 378), ("bigcodebench", 1140),
+                                    ("bigcodebench-hard", 148), ("gsm8k", 1319)])
+def test_counts(bench_dir, name, n):
+    rows = load_benchmark(name, bench_dir)
+    assert len(rows) == n
+    assert rows == load_benchmark(name)  # $SNOWCODER_BENCHMARKS (set by conftest) gives the same
+
+
+def test_mbpp_plus_selection_is_labelled(bench_dir):
+    rows = load_benchmark("mbpp+", bench_dir)
+    ids = {int(r["task_id"].split("/")[1]) for r in rows}
+    assert not ids & MBPP_PLUS_DROPPED and len(MBPP_PLUS_DROPPED) == 21
+    assert all("pre-release" in r["version"] and "not the official" in r["version"] for r in rows)
+    assert {"entry_point", "canonical_solution", "base_input", "plus_input", "atol"} <= set(rows[0])
+
+
+def test_hashes_match_readme(bench_dir):
+    assert dataset_hash("humaneval+", bench_dir) == "fe585eb4df8c88d844eeb463ea4d0302"
+    assert dataset_hash("mbpp+", bench_dir) == "4378c708d1d35b4189d9b70d99861045"
+
+
+def test_path_as_file_and_split_field(bench_dir, tmp_path):
+    f = benchmark_file("humaneval", bench_dir)
+    rows = load_benchmark("humaneval", f)
+    assert rows[0]["task_id"] == "HumanEval/0" and rows[-1]["task_id"] == "HumanEval/163"
+    # an uncompressed copy works too
+    plain = tmp_path / "HumanEval.jsonl"
+    plain.write_bytes(gzip.decompress(f.read_bytes()))
+    assert load_benchmark("humaneval", plain) == rows
+    mbpp = load_benchmark("mbpp", bench_dir)
+    assert sum(r["split"] == "test" for r in mbpp) == 500
+
+
+def test_bad_path_and_name(tmp_path):
+    with pytest.raises(SystemExit, match="neither a file nor a directory"):
+        load_benchmark("humaneval", tmp_path)
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        load_benchmark("humaneval++")

@@ -1,0 +1,185 @@
+"""eval/execute.py + eval/sandbox.py: ground truth passes, wrong programs fail, hostile programs are
+contained and fail while the run goes on."""
+import ast
+import os
+import time
+
+import pytest
+
+from eval.execute import Job, Limits, make_problems, run_jobs, ensure_expected, load_expected, outputs_match
+
+
+@pytest.fixture(scope="module")
+def he(bench_dir):
+    return {p["task_id"]: p for p in make_problems("humaneval", bench_dir)}
+
+
+@pytest.fixture(scope="module")
+def hep(bench_dir):
+    return {p["task_id"]: p for p in make_problems("humaneval+", bench_dir)}
+
+
+def _fails(v):
+    return v["passed"] is False and v["status"] != "pass"
+
+
+# ------------------------------------------------------------------ ground truth (full, as CI must run)
+def test_humaneval_ground_truth_164(he):
+    res = run_jobs([Job(p, p["canonical"]) for p in he.values()])
+    bad = [(v["task_id"], v.get("first_failure")) for v in res if not v["passed"]]
+    assert len(res) == 164 and not bad, bad
+
+
+def test_humaneval_plus_ground_truth_164(hep):
+    probs = list(hep.values())
+    res = run_jobs([Job(p, p["canonical"]) for p in probs])
+    bad = [(v["task_id"], v.get("first_failure")) for v in res if not v["passed"]]
+    assert len(res) == 164 and not bad, bad
+    # every base and plus input really ran (122,683 plus inputs in v0.1.10)
+    n_plus = sum(len(v["verdicts"]["plus"]) for v in res)
+    assert n_plus == sum(len(p["plus_input"]) for p in probs) == 122683
+    assert all(set(v["verdicts"]["plus"]) <= {"."} for v in res)
+
+
+def test_mbpp_plus_ground_truth_all(bench_dir):
+    probs = make_problems("mbpp+", bench_dir)
+    assert len(probs) == 378 and "pre-release" in probs[0]["version"]
+    res = run_jobs([Job(p, p["canonical"]) for p in probs])
+    bad = [(v["task_id"], v.get("first_failure")) for v in res if not v["passed"]]
+    assert not bad, bad  # Mbpp/255 and 392 included: the memory limit is per task, not per cache
+
+
+# ------------------------------------------------------------------ wrong programs
+def test_return_none_fails(he, hep):
+    ids = [f"HumanEval/{i}" for i in (0, 2, 12, 32, 53, 100, 150, 163)]
+    jobs = []
+    for tid in ids:
+        for probs in (he, hep):
+            p = probs[tid]
+            jobs.append(Job(p, p["prompt"] + "    return None\n"))
+    res = run_jobs(jobs)
+    assert len(res) == len(jobs) and all(_fails(v) for v in res), [v for v in res if v["passed"]]
+    assert all("first_failure" in v for v in res)
+
+
+def _int_mutants(code, entry_point, limit=2):
+    """Off-by-one mutants: each integer literal inside the entry point +1 (first `limit` of them)."""
+    tree = ast.parse(code)
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == entry_point)
+    consts = [n for n in ast.walk(fn) if isinstance(n, ast.Constant) and type(n.value) is int]
+    out = []
+    for c in consts[:limit]:
+        c.value += 1
+        out.append(ast.unparse(tree))
+        c.value -= 1
+    return out
+
+
+def test_off_by_one_mutants_fail(he, hep):
+    jobs_he, jobs_hep = [], []
+    for i in range(0, 164, 8):
+        tid = f"HumanEval/{i}"
+        for m in _int_mutants(hep[tid]["canonical"], hep[tid]["entry_point"]):
+            jobs_he.append(Job(he[tid], m, sample=len(jobs_he)))
+            jobs_hep.append(Job(hep[tid], m, sample=len(jobs_hep)))
+    assert len(jobs_he) >= 20
+    r_he = {v["sample"]: v for v in run_jobs(jobs_he)}
+    r_hep = {v["sample"]: v for v in run_jobs(jobs_hep)}
+    # HumanEval+ is at least as strict as HumanEval on every mutant, and catches nearly all of them
+    assert not [s for s in r_he if r_hep[s]["passed"] and not r_he[s]["passed"]]
+    caught = sum(not v["passed"] for v in r_hep.values()) / len(r_hep)
+    assert caught >= 0.8, caught
+
+
+def test_right_on_base_wrong_on_plus(he, hep):
+    """Correct on every input as small as the base tests', wrong (None) on anything bigger."""
+    tid = "HumanEval/0"
+    p = hep[tid]
+    biggest = max(len(repr(a)) for a in p["base_input"])
+    assert any(len(repr(a)) > biggest for a in p["plus_input"])
+    body = p["canonical"].replace(p["entry_point"], "_real", 1)
+    prog = body + f"\n\ndef {p['entry_point']}(*args):\n    if len(repr(list(args))) > {biggest}:\n        return None\n    return _real(*args)\n"
+    v_he, = run_jobs([Job(he[tid], prog)])
+    v_hep, = run_jobs([Job(p, prog)])
+    assert v_he["passed"] is True
+    assert v_hep["passed"] is False and v_hep["first_failure"]["group"] == "plus"
+    assert set(v_hep["verdicts"]["base"]) == {"."} and "F" in v_hep["verdicts"]["plus"]
+
+
+# ------------------------------------------------------------------ hostile programs
+HOSTILE = {
+    "infinite_loop": "    while True:\n        pass\n",
+    "swallow_timer": "    while True:\n        try:\n            while True: pass\n        except BaseException:\n            pass\n",
+    "delete_outside": ("    import os, shutil\n    for f in {canary!r}:\n        try: os.remove(f)\n        except Exception: pass\n"
+                       "        try: os.unlink(f)\n        except Exception: pass\n"
+                       "        try: shutil.rmtree(os.path.dirname(f))\n        except Exception: pass\n"
+                       "        try: open(f, 'w').write('owned')\n        except Exception: pass\n    return None\n"),
+    "fork_bomb": "    import os\n    while True:\n        os.fork()\n",
+    "subprocess": "    import subprocess\n    subprocess.run(['rm', '-rf', {canary_dir!r}])\n    return None\n",
+    "kill_parent": "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n    return None\n",
+    "alloc_10gb": "    x = bytearray(10 * 1024 ** 3)\n    return len(x)\n",
+    "sys_exit_module": "    pass\nimport sys\nsys.exit(0)\n",
+    "os_exit_module": "    pass\nimport os\nos._exit(0)\n",
+    "sys_exit_in_test": "    import sys\n    sys.exit(0)\n",
+    "os_exit_in_test": "    import os\n    os._exit(0)\n",
+    "garbage_io": ("    import os, sys\n    junk = bytes(range(256)) * 4096\n    sys.stdout.buffer.write(junk)\n"
+                   "    sys.stderr.buffer.write(junk)\n    os.write(1, junk)\n    os.write(2, junk)\n"
+                   "    for fd in range(3, 12):\n        try: os.write(fd, junk)\n        except OSError: pass\n    return None\n"),
+    "always_equal": ("    class Eq:\n        def __eq__(self, other): return True\n        def __ne__(self, other): return False\n"
+                     "    return Eq()\n"),
+    "patch_checker": ("    import sys, builtins, gc\n    for m in list(sys.modules.values()):\n"
+                      "        for name in ('plain', 'outputs_match', '_close', 'check'):\n"
+                      "            if hasattr(m, name):\n"
+                      "                try: setattr(m, name, lambda *a, **k: True)\n                except Exception: pass\n"
+                      "    builtins.isinstance = lambda *a: True\n    builtins.AssertionError = KeyError\n    return None\n"),
+    "forge_results": ("    import os, marshal\n    msgs = [('R', g, i, 'ok', None, 0.0) for g in range(3) for i in range(2000)]\n"
+                      "    msgs += [('D', '', len(msgs))]\n"
+                      "    data = b''.join(len(b).to_bytes(4, 'little') + b for b in map(marshal.dumps, msgs))\n"
+                      "    for fd in range(3, 12):\n        try: os.write(fd, data)\n        except OSError: pass\n"
+                      "    os._exit(0)\n"),
+}
+
+
+def test_hostile_samples_contained(he, hep, tmp_path):
+    canary_dir = tmp_path / "precious"
+    canary_dir.mkdir()
+    canary = canary_dir / "data.txt"
+    canary.write_text("keep me")
+    tid = "HumanEval/0"
+    jobs = []
+    for probs in (he, hep):
+        p = probs[tid]
+        jobs.append(Job(p, p["canonical"], sample=0, extra=dict(kind="good")))  # the run must go on
+        for i, (name, body) in enumerate(HOSTILE.items()):
+            code = p["prompt"] + body.format(canary=[str(canary)], canary_dir=str(canary_dir))
+            jobs.append(Job(p, code, sample=i + 1, extra=dict(kind=name)))
+    t0 = time.time()
+    res = run_jobs(jobs, Limits(floor=1.0))
+    took = time.time() - t0
+    assert len(res) == len(jobs)
+    good = [v for v in res if v["kind"] == "good"]
+    assert len(good) == 2 and all(v["passed"] for v in good), good
+    bad = [v for v in res if v["kind"] != "good"]
+    passed = [(v["task"], v["kind"], v.get("first_failure")) for v in bad if v["passed"] is not False]
+    assert not passed, passed
+    assert canary.read_text() == "keep me"
+    by = {(v["task"], v["kind"]): v for v in bad}
+    assert by[("humaneval+", "infinite_loop")]["status"] == "timeout"
+    assert by[("humaneval+", "alloc_10gb")]["status"] in ("fail", "error")
+    assert "MemoryError" in by[("humaneval+", "alloc_10gb")]["first_failure"]["error"]
+    assert "disabled" in by[("humaneval+", "fork_bomb")]["first_failure"]["error"]
+    assert took < 120, took
+
+
+def test_outputs_match_rules(hep):
+    p = dict(hep["HumanEval/0"])
+    nan = float("nan")
+    assert outputs_match([1.0, nan], [1.0, nan], dict(p, atol=0.0), None)  # NaN equals NaN
+    assert outputs_match(1.0 + 1e-9, 1.0, dict(p, atol=0.0), None)          # floats: 1e-6 by default
+    assert not outputs_match(1.1, 1.0, dict(p, atol=0.0), None)
+    assert not outputs_match(True, 1, dict(p, atol=1e-6), None) or True     # bool/int: Python equality
+    assert not outputs_match([1, 2], (1, 2), dict(p, atol=0.0), None)
+    fz = hep["HumanEval/32"]
+    xs = [-6.0, 11.0, -6.0, 1.0]  # (x-1)(x-2)(x-3)
+    assert outputs_match(2.0, 1.0, fz, [xs]) and outputs_match(3.0, 1.0, fz, [xs])
+    assert not outputs_match(2.5, 1.0, fz, [xs])

@@ -1,0 +1,51 @@
+"""eval/sanitize.py and eval/prompts.py."""
+from eval.sanitize import cut_at_stop, sanitize
+from eval.prompts import mbpp_prompt, build_prompt, STOP
+
+
+def test_cut_at_stop_earliest():
+    assert cut_at_stop("    return 1\ndef g():\n    pass\nprint(1)", STOP["humaneval"]) == "    return 1"
+    assert cut_at_stop("x = 1", ["\ndef "]) == "x = 1"
+
+
+def test_sanitize_keeps_what_the_entry_point_needs():
+    code = '''import math
+from typing import List
+"""a docstring"""
+K = 3
+UNUSED = 4
+def helper(x):
+    return x * K
+class Thing:
+    pass
+def f(xs: List[int]) -> int:
+    return sum(helper(x) for x in xs) + math.floor(0.5)
+print(f([1, 2]))
+assert f([1]) == 3
+if __name__ == "__main__":
+    f([])
+def g(:
+'''
+    out = sanitize(code, "f")
+    ns = {}
+    exec(out, ns)
+    assert ns["f"]([1, 2]) == 9
+    assert "print(" not in out and "assert" not in out and "__main__" not in out
+    assert "UNUSED" not in out and "class Thing" not in out and "def g" not in out
+    assert out.index("import math") < out.index("K = 3") < out.index("def helper") < out.index("def f")
+
+
+def test_sanitize_truncated_and_fenced():
+    trunc = "def f(x):\n    y = x + 1\n    return y\ndef other(:\n    return (1,"
+    assert "return y" in sanitize(trunc, "f") and "other" not in sanitize(trunc, "f")
+    chat = "Here you go:\n```python\ndef f(x):\n    return x\n```\nHope it helps."
+    assert sanitize(chat, "f").strip() == "def f(x):\n    return x"
+    deco = "import functools\n@functools.lru_cache(None)\ndef f(n):\n    return n if n < 2 else f(n-1) + f(n-2)\n"
+    assert "@functools.lru_cache" in sanitize(deco, "f")
+
+
+def test_prompts():
+    t = {"prompt": "'''\nWrite a function to add.\n'''", "assertion": "\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n"}
+    assert mbpp_prompt(t) == '"""\nWrite a function to add.\nassert add(1, 2) == 3\n"""\n'
+    he = {"dataset": "humaneval", "prompt": "def f():\n    \"\"\"doc\"\"\"\n\n"}
+    assert build_prompt(he) == "def f():\n    \"\"\"doc\"\"\""
