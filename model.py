@@ -19,7 +19,7 @@ import json
 import math
 import os
 import struct
-from dataclasses import dataclass, fields, asdict
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -86,6 +86,9 @@ PRESETS = {
 
 
 def use_triton(backend: str, x: torch.Tensor) -> bool:
+    if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (set before importing "
+                         "kernels); use backend='torch' or 'auto' on a CPU")
     return backend == "triton" or (backend == "auto" and x.is_cuda)
 
 
@@ -289,6 +292,8 @@ class Transformer(nn.Module):
         gen = torch.Generator(device=device)
         if seed is not None:
             gen.manual_seed(seed)
+        else:
+            gen.seed()  # a fresh generator is otherwise the same default seed on every call
         L = P + max_new_tokens
         pad = torch.tensor([P - len(p) for p in prompts], device=device)           # (B,)
         idx = torch.zeros(B, P, dtype=torch.long, device=device)
@@ -408,7 +413,9 @@ class Transformer(nn.Module):
                 tie_embeddings=bool(hf.get("tie_word_embeddings", False)), backend=backend or "auto")
         except KeyError as e:
             raise ValueError(f"{path}: missing key {e.args[0]!r}") from None
-        if hf.get("head_dim", config.head_dim) != config.head_dim:
+        except ValueError as e:  # inconsistent sizes: say which file
+            raise ValueError(f"{path}: {e}") from None
+        if hf.get("head_dim") not in (None, config.head_dim):
             raise ValueError(f"{path}: head_dim={hf['head_dim']} != hidden_size/num_attention_heads={config.head_dim}")
         with torch.device("meta"):
             model = cls(config)
@@ -476,6 +483,8 @@ def save_safetensors(tensors, path, metadata=None):
 
 
 def load_safetensors(path):
+    """name -> CPU tensor. Reads tensor by tensor (no second copy of the whole file in memory)."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         raw = f.read(8)
         if len(raw) < 8:
@@ -485,19 +494,19 @@ def load_safetensors(path):
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ValueError(f"{path}: not a safetensors file (bad header)") from None
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in _ST_DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
-        begin, end = info["data_offsets"]
-        if end > len(data):
-            raise ValueError(f"{path}: tensor {name!r} runs past the end of the file (truncated?)")
-        buf = bytearray(data[begin:end])
-        t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
-        out[name] = t.view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
+        header.pop("__metadata__", None)
+        out = {}
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            if info["dtype"] not in _ST_DTYPES:
+                raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+            begin, end = info["data_offsets"]
+            if 8 + n + end > size:
+                raise ValueError(f"{path}: tensor {name!r} runs past the end of the file (truncated?)")
+            buf = bytearray(end - begin)
+            f.seek(8 + n + begin)
+            f.readinto(buf)
+            t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
+            out[name] = t.view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
     return out
 
 

@@ -77,6 +77,7 @@ class Engine:
     generate: Callable[..., list[list[int]]]   # model.generate's signature (see model.py)
     block_size: int                            # context length, prompt + completion
     eos_id: int | None = None
+    vocab_size: int | None = None              # to reject out-of-range token-id prompts
 
 
 def load_engine(ckpt: str, device: str = "cpu", backend: str | None = None, name: str | None = None) -> Engine:
@@ -104,7 +105,7 @@ def load_engine(ckpt: str, device: str = "cpu", backend: str | None = None, name
     if name is None:  # R/p2/export -> "p2"; a plain dir -> its own name
         name = ckpt.resolve().parent.name if ckpt.resolve().name == "export" else ckpt.resolve().name
     return Engine(name=name, encode=encode, decode=decode, generate=model.generate,
-                  block_size=model.config.block_size, eos_id=eos_id)
+                  block_size=model.config.block_size, eos_id=eos_id, vocab_size=enc.n_vocab)
 
 
 # -----------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class ServeConfig:
 class Job:
     prompts: list[list[int]]      # one row per choice: every prompt repeated n times
     max_tokens: list[int]         # per row, after clamping to the context
+    max_tokens_req: int           # as asked (batching key)
     temperature: float
     top_p: float
     stop: list[str]
@@ -155,7 +157,7 @@ class Batcher:
             raise RequestError(503, "the server is shutting down", code="shutting_down")
         self.q.put(job)
         while not job.done.wait(0.5):
-            if self.stopping.is_set() and not self.thread.is_alive():
+            if not self.thread.is_alive():
                 raise RequestError(503, "the server is shutting down", code="shutting_down")
         if job.error is not None:
             raise job.error
@@ -187,40 +189,61 @@ class Batcher:
                     break
                 jobs.append(j)
                 rows += len(j.prompts)
-            self._run(jobs)
+            try:
+                self._run(jobs)
+            except Exception as e:  # the worker must outlive any one batch
+                print(f"sample.py: batch failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                for j in jobs:
+                    if not j.done.is_set():
+                        j.error = RequestError(500, f"internal error: {type(e).__name__}: {e}", code="internal_error")
+                        j.done.set()
 
     def _run(self, jobs: list[Job]):
         # model.generate takes one setting per call: group the jobs by setting.
         # A seeded sampling job runs alone, so its result does not depend on its neighbours.
         groups: dict[tuple, list[Job]] = {}
         for j in jobs:
-            key = (max(j.max_tokens), j.temperature, j.top_p, tuple(j.stop), j.seed,
+            key = (j.max_tokens_req, j.temperature, j.top_p, tuple(j.stop), j.seed,
                    id(j) if (j.seed is not None and j.temperature > 0) else None)
             groups.setdefault(key, []).append(j)
-        for key, group in groups.items():
-            prompts = [p for j in group for p in j.prompts]
-            limits = [m for j in group for m in j.max_tokens]
-            try:
-                new = self.engine.generate(prompts, max(limits), temperature=group[0].temperature,
-                                           top_p=group[0].top_p, stop=group[0].stop or None,
-                                           decode=self.engine.decode if group[0].stop else None,
-                                           eos_id=self.engine.eos_id, seed=group[0].seed)
-                # rows whose prompt left less room than the batch's max_tokens are cut here
-                new = [list(t[:m]) for t, m in zip(new, limits)]
-                self.stats["batches"] += 1
-                self.stats["rows"] += len(prompts)
-                self.stats["tokens"] += sum(len(t) for t in new)
-            except Exception as e:  # a failed batch fails its requests, never the server
-                print(f"sample.py: generate failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-                for j in group:
-                    j.error = RequestError(500, f"generation failed: {type(e).__name__}: {e}",
-                                           code="internal_error")
-                    j.done.set()
-                continue
-            i = 0
+        for group in groups.values():
             for j in group:
-                j.result, i = new[i:i + len(j.prompts)], i + len(j.prompts)
+                j.result = [None] * len(j.prompts)
+            # generate decodes a batch up to (longest prompt + max_new_tokens), never past the context:
+            # a long prompt would cut its neighbours' answers short. So rows go shortest first into
+            # batches whose longest prompt + largest limit fits the context.
+            rows = sorted(((j, r) for j in group for r in range(len(j.prompts))),
+                          key=lambda jr: len(jr[0].prompts[jr[1]]))
+            batch, P, M = [], 0, 0
+            for j, r in rows:
+                p, m = len(j.prompts[r]), j.max_tokens[r]
+                if batch and max(P, p) + max(M, m) > self.engine.block_size:
+                    self._generate(batch, M)
+                    batch, P, M = [], 0, 0
+                batch.append((j, r))
+                P, M = max(P, p), max(M, m)
+            if batch:
+                self._generate(batch, M)
+            for j in group:
                 j.done.set()
+
+    def _generate(self, batch: list[tuple[Job, int]], max_new: int):
+        j0 = batch[0][0]
+        try:
+            new = self.engine.generate([j.prompts[r] for j, r in batch], max_new, temperature=j0.temperature,
+                                       top_p=j0.top_p, stop=j0.stop or None,
+                                       decode=self.engine.decode if j0.stop else None,
+                                       eos_id=self.engine.eos_id, seed=j0.seed)
+        except Exception as e:  # a failed batch fails its requests, never the server
+            print(f"sample.py: generate failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            for j, _ in batch:
+                j.error = RequestError(500, f"generation failed: {type(e).__name__}: {e}", code="internal_error")
+            return
+        for (j, r), toks in zip(batch, new):
+            j.result[r] = list(toks[:j.max_tokens[r]])  # a row may have asked for fewer than the batch
+        self.stats["batches"] += 1
+        self.stats["rows"] += len(batch)
+        self.stats["tokens"] += sum(min(len(t), j.max_tokens[r]) for (j, r), t in zip(batch, new))
 
 
 def _number(body: dict, key: str, default, kind, lo=None, hi=None):
@@ -288,11 +311,12 @@ def handle_completion(engine: Engine, batcher: Batcher, cfg: ServeConfig, body: 
             raise RequestError(400, f"This model's maximum context length is {engine.block_size} tokens; "
                                f"prompt {k} has {len(t)} tokens, leaving no room to generate.",
                                "prompt", "context_length_exceeded")
-        if any(x < 0 for x in t):
-            raise RequestError(400, "token ids must be non-negative", "prompt")
+        if any(x < 0 or (engine.vocab_size and x >= engine.vocab_size) for x in t):
+            raise RequestError(400, f"token ids must be in [0, {engine.vocab_size})", "prompt")
     rows = [t for t in ids for _ in range(n)]
     limits = [min(max_tokens, engine.block_size - len(t)) for t in rows]
-    job = Job(prompts=rows, max_tokens=limits, temperature=temperature, top_p=top_p, stop=stop, seed=seed)
+    job = Job(prompts=rows, max_tokens=limits, max_tokens_req=max_tokens, temperature=temperature, top_p=top_p,
+              stop=stop, seed=seed)
     new = batcher.submit(job)
 
     choices, completion_tokens = [], 0
@@ -443,21 +467,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", required=True, help="export dir: config.json, model.safetensors, tokenizer.tiktoken")
     ap.add_argument("--prompt", default="\n", help="prompt text, or FILE:path to read it from a file")
-    ap.add_argument("--num-samples", type=int, default=1)
-    ap.add_argument("--max-new-tokens", type=int, default=200)
+    ap.add_argument("--num-samples", type=int, default=1, help="samples to draw")
+    ap.add_argument("--max-new-tokens", type=int, default=200, help="tokens per sample")
     ap.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
     ap.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    ap.add_argument("--seed", type=int, default=1337)
-    ap.add_argument("--device", default="cuda" if _has_cuda() else "cpu")
+    ap.add_argument("--seed", type=int, default=1337, help="sampling seed (sample k uses seed + k)")
+    ap.add_argument("--device", default="cuda" if _has_cuda() else "cpu", help="cpu or cuda")
     ap.add_argument("--backend", default=None, choices=[None, "auto", "triton", "torch"],
                     help="attention/norm kernels (default: the checkpoint's / auto)")
     ap.add_argument("--serve", action="store_true", help="serve an OpenAI-compatible API instead of sampling")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
     ap.add_argument("--model-name", default=None, help="model id for the API (default: from the ckpt path)")
     ap.add_argument("--max-batch", type=int, default=8, help="rows per batched generate call (1 = queue)")
-    ap.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    ap.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     args = ap.parse_args(argv)
 
     engine = load_engine(args.ckpt, args.device, args.backend, args.model_name)

@@ -180,8 +180,8 @@ def write_report(out: Path, timings: dict) -> Path:
             res = json.loads(f.read_text())
         cells = []
         for task in ("humaneval", "humaneval+", "mbpp", "mbpp+"):
-            r = res.get("tasks", {}).get(task)
-            cells.append(f"{100 * r['pass@1']:.1f} (n={r['n_tasks']})" if r else "-")
+            r = res.get("summary", {}).get(task)
+            cells.append(f"{100 * r['pass@1']:.1f} (n={r['tasks']})" if r and "pass@1" in r else "-")
         lines.append(f"| SnowCoder-speedrun after phase {p} | {seen:,} | " + " | ".join(cells) + " |")
     lines += ["", "Greedy pass@1 in percent on the first n tasks of each benchmark. A model this small, trained "
               "for minutes, scores about 0: the run shows that every part fits the others, not the paper's numbers.", ""]

@@ -262,8 +262,10 @@ class Client:
 
 
 def is_context_error(e: HTTPFailure) -> bool:
-    return e.status == 400 and (e.code == "context_length_exceeded" or "context length" in str(e).lower()
-                                or "maximum context" in str(e).lower())
+    """A 400 because the prompt is too long (our server's code; vLLM's and OpenAI's wording)."""
+    msg = str(e).lower()
+    return e.status == 400 and (e.code == "context_length_exceeded" or "context length" in msg
+                                or "maximum context" in msg)
 
 
 def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str, seed_cap: int,
@@ -279,6 +281,7 @@ def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str,
     attempt = 0
     while True:
         path, body = build_request(seed, text, cfg)
+        shrunk = False
         try:
             resp = client.request("POST", path, body)
             choice = resp["choices"][0]
@@ -290,22 +293,27 @@ def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str,
                        errors=errors, seconds=round(time.time() - t0, 3))
             return rec
         except HTTPFailure as e:
-            err, retryable, wait_hint = str(e), e.retryable, e.retry_after
+            err, retryable, hint = str(e), e.retryable, e.retry_after
             if is_context_error(e) and len(text) > 200:
                 text = truncate_seed(text, len(text) // 2)  # the seed did not fit: halve it and ask again
-                retryable, wait_hint = True, 0.0
+                retryable, shrunk = True, True
         except (OSError, http.client.HTTPException, ConnectionError) as e:  # timeouts, resets, refusals
-            err, retryable, wait_hint = f"{type(e).__name__}: {e}", True, None
+            err, retryable, hint = f"{type(e).__name__}: {e}", True, None
         except (KeyError, IndexError, TypeError, ValueError) as e:
-            err, retryable, wait_hint = f"malformed answer: {type(e).__name__}: {e}", True, None
+            err, retryable, hint = f"malformed answer: {type(e).__name__}: {e}", True, None
+        except Exception as e:  # anything else fails this seed (recorded), never the whole run
+            err, retryable, hint = f"unexpected {type(e).__name__}: {e}", False, None
         errors.append(err[:300])
         if not retryable or attempt >= cfg.max_retries:
             rec.update(status="failed", error=err[:500], attempts=attempt + 1, errors=errors,
                        seed_chars=len(text), seconds=round(time.time() - t0, 3))
             return rec
-        delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** attempt) * rng.uniform(0.5, 1.0)
-        if wait_hint is not None:
-            delay = min(cfg.backoff_max, max(delay, wait_hint)) if wait_hint > 0 else 0.0
+        if shrunk:
+            delay = 0.0  # nothing is overloaded: the next prompt is simply shorter
+        else:
+            # exponential backoff with jitter (so that many clients do not retry in step), at least
+            # what the server's Retry-After asks, at most backoff_max
+            delay = min(cfg.backoff_max, max(cfg.backoff_base * 2 ** attempt * rng.uniform(0.5, 1.0), hint or 0.0))
         time.sleep(delay)
         attempt += 1
 
@@ -313,31 +321,51 @@ def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str,
 # -----------------------------------------------------------------------------
 # the append-only output and resuming
 
-def load_records(path: Path, repair: bool = True) -> list[dict]:
-    """Every complete record of the output file. A torn last line (a writer killed mid-write) is
-    cut off the file when repair=True, so the next append starts on a clean line."""
+def iter_records(path: Path, repair: bool = True):
+    """Every complete record of the output file, one at a time. A torn last line (a writer killed
+    mid-write) is cut off the file when repair=True, so the next append starts on a clean line."""
     if not path.exists():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        end = data.rfind(b"\n") + 1
-        print(f"synthesize.py: {path}: dropping a torn last line ({len(data) - end} bytes)", file=sys.stderr)
-        if repair:
+        return
+    size = path.stat().st_size
+    if size:
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 1))
+            torn = f.read(1) != b"\n"
+        if torn:  # find the last newline, reading the tail backwards in blocks
             with open(path, "r+b") as f:
-                f.truncate(end)
-        data = data[:end]
-    recs = []
-    for lineno, line in enumerate(data.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-            if not isinstance(r, dict) or "key" not in r:
-                raise ValueError("no key")
-            recs.append(r)
-        except ValueError:
-            print(f"synthesize.py: {path}:{lineno}: skipping a corrupt record", file=sys.stderr)
-    return recs
+                end, pos = 0, size
+                while pos > 0:
+                    step = min(pos, 1 << 16)
+                    f.seek(pos - step)
+                    j = f.read(step).rfind(b"\n")
+                    if j >= 0:
+                        end = pos - step + j + 1
+                        break
+                    pos -= step
+                print(f"synthesize.py: {path}: dropping a torn last line ({size - end} bytes)", file=sys.stderr)
+                if repair:
+                    f.truncate(end)
+                size = end
+    with open(path, "rb") as f:
+        read = 0
+        for lineno, line in enumerate(f, 1):
+            read += len(line)
+            if read > size:
+                break  # the torn tail, when not repaired
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                if not isinstance(r, dict) or "key" not in r:
+                    raise ValueError("no key")
+            except ValueError:
+                print(f"synthesize.py: {path}:{lineno}: skipping a corrupt record", file=sys.stderr)
+                continue
+            yield r
+
+
+def load_records(path: Path, repair: bool = True) -> list[dict]:
+    return list(iter_records(path, repair))
 
 
 class Appender:
@@ -388,10 +416,7 @@ def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfi
                    retry_failed: bool = False, progress: bool = True, seed: int = 0) -> dict:
     """Generate a record for every seed not yet in `out`. Returns counts of this run."""
     fp = cfg.fingerprint()
-    recs = load_records(out)
-    done = {}
-    for r in recs:
-        done[r["key"]] = r.get("status")
+    done = {r["key"]: r.get("status") for r in iter_records(out)}  # keys only: flat memory
     todo = [s for s in seeds if done.get(f"{s['id']}:{fp}") not in (("ok",) if retry_failed else ("ok", "failed"))]
     stats = {"seeds": len(seeds), "already_done": len(seeds) - len(todo), "ok": 0, "failed": 0,
              "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
@@ -405,32 +430,40 @@ def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfi
     t0 = time.time()
     bar = tqdm(total=len(todo), desc="synthesize", unit="seed", disable=not progress)
     rngs = random.Random(seed)
+    ex = ThreadPoolExecutor(max_workers=cfg.concurrency)
     try:
-        with ThreadPoolExecutor(max_workers=cfg.concurrency) as ex:
-            it, pending = iter(todo), set()
-            while True:
-                # a bounded window of requests in flight: memory stays flat for millions of seeds
-                while len(pending) < 2 * cfg.concurrency:
-                    s = next(it, None)
-                    if s is None:
-                        break
-                    pending.add(ex.submit(generate_one, client, s, cfg, fp, seed_cap, enc,
-                                          random.Random(rngs.random())))
-                if not pending:
+        it, pending = iter(todo), set()
+        while True:
+            # a bounded window of requests in flight: memory stays flat for millions of seeds
+            while len(pending) < 2 * cfg.concurrency:
+                s = next(it, None)
+                if s is None:
                     break
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    r = f.result()
-                    app.write(r)
-                    stats[r["status"]] += 1
-                    stats["retries"] += r["attempts"] - 1
-                    stats["prompt_tokens"] += (r.get("usage") or {}).get("prompt_tokens", 0)
-                    stats["completion_tokens"] += (r.get("usage") or {}).get("completion_tokens", 0)
-                    bar.update(1)
-                    bar.set_postfix(ok=stats["ok"], failed=stats["failed"], retries=stats["retries"])
+                pending.add(ex.submit(generate_one, client, s, cfg, fp, seed_cap, enc,
+                                      random.Random(rngs.random())))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                r = f.result()
+                app.write(r)
+                stats[r["status"]] += 1
+                stats["retries"] += r["attempts"] - 1
+                stats["prompt_tokens"] += (r.get("usage") or {}).get("prompt_tokens", 0)
+                stats["completion_tokens"] += (r.get("usage") or {}).get("completion_tokens", 0)
+                bar.update(1)
+                bar.set_postfix(ok=stats["ok"], failed=stats["failed"], retries=stats["retries"])
+    except KeyboardInterrupt:
+        # every finished record is already on disk (one os.write each): leave at once rather than
+        # wait up to --timeout for the requests in flight; a rerun picks up from here
+        bar.close()
+        print(f"\nsynthesize.py: interrupted after {stats['ok'] + stats['failed']} new records; "
+              f"rerun the same command to resume", file=sys.stderr, flush=True)
+        os._exit(130)
     finally:
         bar.close()
         app.close()
+    ex.shutdown()
     stats["seconds"] = round(time.time() - t0, 3)
     return stats
 
@@ -735,28 +768,28 @@ def main(argv=None):
     mode.add_argument("--completions", dest="chat", action="store_false",
                       help="/v1/completions: the prompt opens the answer's code block (for base models)")
     ap.add_argument("--limit", type=int, default=None, help="number of seeds (default: all)")
-    ap.add_argument("--python-share", type=float, default=d.python_share)
-    ap.add_argument("--seed-max-chars", type=int, default=d.seed_max_chars)
+    ap.add_argument("--python-share", type=float, default=d.python_share, help="share of seeds that are Python (0.5)")
+    ap.add_argument("--seed-max-chars", type=int, default=d.seed_max_chars, help="seed documents cut to this (at a line end)")
     ap.add_argument("--seed-max-tokens", type=int, default=d.seed_max_tokens, help="needs --tokenizer")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.tiktoken for --seed-max-tokens")
-    ap.add_argument("--max-tokens", type=int, default=d.max_tokens)
-    ap.add_argument("--temperature", type=float, default=d.temperature)
-    ap.add_argument("--top-p", type=float, default=d.top_p)
+    ap.add_argument("--max-tokens", type=int, default=d.max_tokens, help="answer length limit (--bench: 64)")
+    ap.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature (0: greedy)")
+    ap.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass")
     ap.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
     ap.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request")
-    ap.add_argument("--max-retries", type=int, default=d.max_retries)
-    ap.add_argument("--backoff-base", type=float, default=d.backoff_base)
-    ap.add_argument("--backoff-max", type=float, default=d.backoff_max)
+    ap.add_argument("--max-retries", type=int, default=d.max_retries, help="retries on 429/5xx/timeouts/resets")
+    ap.add_argument("--backoff-base", type=float, default=d.backoff_base, help="first retry waits ~this (s), doubling")
+    ap.add_argument("--backoff-max", type=float, default=d.backoff_max, help="longest wait between retries (s)")
     ap.add_argument("--retry-failed", action="store_true", help="ask again for seeds recorded as failed")
     ap.add_argument("--post-only", action="store_true", help="no requests: redo the post-processing of --out")
-    ap.add_argument("--no-decontaminate", action="store_true")
-    ap.add_argument("--no-near-dedup", action="store_true")
-    ap.add_argument("--min-chars", type=int, default=d.min_chars)
-    ap.add_argument("--max-chars", type=int, default=d.max_chars)
+    ap.add_argument("--no-decontaminate", action="store_true", help="skip the benchmark matcher")
+    ap.add_argument("--no-near-dedup", action="store_true", help="exact dedup only")
+    ap.add_argument("--min-chars", type=int, default=d.min_chars, help="shorter accepted files are dropped")
+    ap.add_argument("--max-chars", type=int, default=d.max_chars, help="longer accepted files are dropped")
     ap.add_argument("--bench", action="store_true", help="measure this client's overhead against a server")
     ap.add_argument("--ckpt", default=None, help="--bench: start sample.py --serve on this checkpoint")
-    ap.add_argument("--bench-rounds", type=int, default=3)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--bench-rounds", type=int, default=5, help="--bench: interleaved rounds (best one counts)")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
 
     cfg = SynthConfig(python_share=args.python_share, seed_max_chars=args.seed_max_chars,

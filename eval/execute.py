@@ -43,13 +43,14 @@ from eval import data as bdata
 from eval.prompts import mbpp_prompt
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
+EXPECTED_VERSION = 2  # bump when what the expected-output cache holds changes (v2: CPU seconds)
 
 
 @dataclass
 class Limits:
     factor: float = 4.0        # per-input limit = factor * canonical time ...
     floor: float = 1.0         # ... but at least this (seconds) ...
-    cap: float = 20.0          # ... and at most this
+    cap: float = 60.0          # ... and at most this (CPU seconds; wall clock gets 3x, see sandbox.py)
     sample_cap: float = 240.0  # wall-clock cap for one sample, all its inputs together
     bcb_floor: float = 20.0    # BigCodeBench: whole test suite, seconds
     bcb_cap: float = 120.0
@@ -372,7 +373,7 @@ def _expected_path(problem) -> Path:
     safe = problem["task_id"].replace("/", "_")
     fam = {"humaneval": "humaneval", "mbpp": "mbpp", "bigcodebench": "bigcodebench"}[problem["dataset"]]
     kind = problem["kind"]
-    return cache_root() / "expected" / f"{fam}-{kind}-{problem['dhash']}" / f"{safe}.marshal"
+    return cache_root() / "expected" / f"{fam}-{kind}-{problem['dhash']}-v{EXPECTED_VERSION}" / f"{safe}.marshal"
 
 
 def _input_blobs(problem, group):
@@ -531,9 +532,10 @@ def _judge(job: Job, limits: Limits = None) -> dict:
             if not first:
                 first.update(group=g, index=i, input=_short(p[g + "_input"][i]), error=str(val or status)[-1500:])
             return True
-        progress = max([max(l, default=limits.floor) for l in glimits] + [limits.load]) + 5.0
-        total = min(limits.sample_cap, limits.load + 5.0 + sum(sum(l) for l in glimits))
-        msgs, info = run_sandboxed(dict(common, groups=groups), progress, total, on_message)
+        # backstops for what the child's own timers cannot stop (3x: timers count CPU, these wall time)
+        progress = 3 * max([max(l, default=limits.floor) for l in glimits] + [limits.load]) + 10.0
+        cpu = min(limits.sample_cap, limits.load + sum(sum(l) for l in glimits)) + 5.0
+        msgs, info = run_sandboxed(dict(common, groups=groups, cpu_s=cpu), progress, 3 * cpu + 10.0, on_message)
         loaded = any(m[0] == "S" for m in msgs)
         done = info["finished"]
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
@@ -556,8 +558,9 @@ def _judge(job: Job, limits: Limits = None) -> dict:
     elif p["kind"] == "check":
         t = exp["time"] if exp else 1.0
         lim = min(limits.sample_cap, max(limits.floor * 5, limits.factor * t))
-        msgs, info = run_sandboxed(dict(common, groups=[dict(kind="check", test=p["test"], limit=lim)]),
-                                   lim + limits.load + 5.0, lim + limits.load + 10.0)
+        msgs, info = run_sandboxed(dict(common, groups=[dict(kind="check", test=p["test"], limit=lim)],
+                                        cpu_s=lim + limits.load + 5.0), 3 * (lim + limits.load) + 10.0,
+                                   3 * (lim + limits.load) + 15.0)
         r = next((m for m in msgs if m[0] == "R"), None)
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
         done = info["finished"]
@@ -576,7 +579,7 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         t = exp["time"] if exp and not exp["errors"] else None
         lim = limits.bcb_default if t is None else min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t))
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),
-                                   lim + limits.load + 10.0, lim + limits.load + 20.0)
+                                   3 * (lim + limits.load) + 10.0, 3 * (lim + limits.load) + 20.0)
         tests = [m for m in msgs if m[0] == "T"]
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
         done = info["finished"]

@@ -32,7 +32,8 @@ import traceback
 
 # Everything the harness needs is bound to local names here, before untrusted code runs.
 _write, _perf, _loads, _dumps, _exit = os.write, time.perf_counter, marshal.loads, marshal.dumps, os._exit
-_setitimer, _ITIMER_REAL = signal.setitimer, signal.ITIMER_REAL
+_setitimer, _ITIMER_REAL, _ITIMER_PROF = signal.setitimer, signal.ITIMER_REAL, signal.ITIMER_PROF
+_cpu = time.process_time
 _exc_info, _format_exc, _type, _isinstance = sys.exc_info, traceback.format_exception, type, isinstance
 _SCALARS = (int, float, str, bool, type(None), complex, bytes)
 
@@ -43,6 +44,18 @@ class SandboxTimeout(BaseException):
 
 def _on_alarm(signum, frame):
     raise SandboxTimeout()
+
+
+def _arm(limit):
+    """`limit` seconds of CPU time (robust to a loaded machine), and 3x that of wall-clock time
+    (for a sample that sleeps or blocks)."""
+    _setitimer(_ITIMER_PROF, limit)
+    _setitimer(_ITIMER_REAL, 3 * limit + 1)
+
+
+def _disarm():
+    _setitimer(_ITIMER_PROF, 0)
+    _setitimer(_ITIMER_REAL, 0)
 
 
 # ---------------------------------------------------------------- result stream
@@ -292,19 +305,19 @@ def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False):
     group failed and was fatal (the rest of the run is skipped)."""
     for i, blob in enumerate(inputs):
         args = _loads(blob)
-        t0 = _perf()
+        t0 = _cpu()
         try:
-            _setitimer(_ITIMER_REAL, limits[i])
+            _arm(limits[i])
             try:
                 res = fn(*args)
             finally:
-                _setitimer(_ITIMER_REAL, 0)
-            dt = _perf() - t0
+                _disarm()
+            dt = _cpu() - t0  # CPU seconds: what the limits are scaled from
         except SandboxTimeout:
-            out.send(("R", g, i, "timeout", None, _perf() - t0), force=True)
+            out.send(("R", g, i, "timeout", None, _cpu() - t0), force=True)
             return not fatal
         except BaseException:  # noqa: B036 (SystemExit too: a sample must not end the run)
-            out.send(("R", g, i, "err", short_tb(), _perf() - t0), force=True)
+            out.send(("R", g, i, "err", short_tb(), _cpu() - t0), force=True)
             if fatal:
                 return False
             continue
@@ -323,21 +336,21 @@ def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False):
 def run_check(out, g, ns, fn, test_code, limit):
     """HumanEval's own check(candidate): the candidate is wrapped so that whatever it returns is
     reduced to builtin types first (an object whose __eq__ always says True cannot pass)."""
-    def candidate(*a, **k):
-        return plain(fn(*a, **k))
-    t0 = _perf()
+    def candidate(*a, _plain=plain, **k):  # bound now: the sample may rebind this module's globals
+        return _plain(fn(*a, **k))
+    t0 = _cpu()
     try:
-        _setitimer(_ITIMER_REAL, limit)
+        _arm(limit)
         try:
             exec(compile(test_code, "<test>", "exec"), ns)
             ns["check"](candidate)
         finally:
-            _setitimer(_ITIMER_REAL, 0)
-        out.send(("R", g, 0, "ok", None, _perf() - t0), force=True)
+            _disarm()
+        out.send(("R", g, 0, "ok", None, _cpu() - t0), force=True)
     except SandboxTimeout:
-        out.send(("R", g, 0, "timeout", None, _perf() - t0), force=True)
+        out.send(("R", g, 0, "timeout", None, _cpu() - t0), force=True)
     except BaseException:  # noqa: B036
-        out.send(("R", g, 0, "err", short_tb(), _perf() - t0), force=True)
+        out.send(("R", g, 0, "err", short_tb(), _cpu() - t0), force=True)
 
 
 def run_unittest(out, g, module, limit):
@@ -356,11 +369,11 @@ def run_unittest(out, g, module, limit):
             result = unittest.TestResult()
             t0 = _perf()
             try:
-                _setitimer(_ITIMER_REAL, left)
+                _arm(left)
                 try:
                     cls(name).run(result)
                 finally:
-                    _setitimer(_ITIMER_REAL, 0)
+                    _disarm()
                 bad = result.failures or result.errors or result.unexpectedSuccesses
                 status = "ok" if not bad else ("fail" if result.failures else "err")
                 text = "" if not bad else str(bad[0][1] if isinstance(bad[0], tuple) else bad[0])[-2000:]
@@ -382,6 +395,7 @@ def main():
     sys.set_int_max_str_digits(0)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), p.get("recursion", 5000)))
     signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGPROF, _on_alarm)
     if any(g["kind"] == "unittest" for g in p["groups"]):
         import unittest  # noqa: F401  (the harness's own imports, done before the guards)
         import unittest.mock  # noqa: F401
@@ -394,18 +408,18 @@ def main():
     module.__dict__.update(__builtins__=builtins, __file__=os.path.join(tmp, "solution.py"))
     sys.modules[module.__name__] = module
     ns = module.__dict__
-    t0 = _perf()
+    t0 = _cpu()
     try:
-        _setitimer(_ITIMER_REAL, p.get("load_limit", 10.0))
+        _arm(p.get("load_limit", 10.0))
         try:
             exec(compile(p["code"], "solution.py", "exec"), ns)
         finally:
-            _setitimer(_ITIMER_REAL, 0)
+            _disarm()
         fn = ns[p["entry_point"]] if p.get("entry_point") and p["mode"] == "func" else None
     except BaseException:  # noqa: B036
         out.send(("L", short_tb()), force=True)
         return
-    out.send(("S", _perf() - t0), force=True)  # loaded: the parent resets its progress clock
+    out.send(("S", _cpu() - t0), force=True)  # loaded: the parent resets its progress clock
     for g, grp in enumerate(p["groups"]):
         kind = grp["kind"]
         if kind == "inputs":
@@ -415,11 +429,11 @@ def main():
             run_check(out, g, ns, fn, grp["test"], grp["limit"])
         elif kind == "unittest":
             try:
-                _setitimer(_ITIMER_REAL, grp["limit"])
+                _arm(grp["limit"])
                 try:
                     exec(compile(grp["test"], "test.py", "exec"), ns)
                 finally:
-                    _setitimer(_ITIMER_REAL, 0)
+                    _disarm()
             except BaseException:  # noqa: B036
                 out.send(("T", g, "<load tests>", "err", short_tb(), 0.0), force=True)
                 continue

@@ -83,8 +83,10 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,
               INTERPRETED: tl.constexpr = INTERPRET):
     IN: tl.constexpr = Q.dtype.element_ty
     DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
-    start_m = tl.program_id(0)
-    bh = tl.program_id(1)
+    # heaviest query blocks (the last ones see the most keys) first, for every head in the first
+    # wave: the grid's fast axis is the head, and the block axis runs backwards
+    bh = tl.program_id(0)
+    start_m = tl.num_programs(1) - 1 - tl.program_id(1)
     b, h = bh // H, bh % H
     hk = h // GROUP  # the key/value head this query head reads (GQA)
     q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
@@ -137,8 +139,8 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, sm_scale,
     every query block (of every query head in the GQA group) that can see these keys."""
     IN: tl.constexpr = Q.dtype.element_ty
     DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
-    start_n = tl.program_id(0) * BLOCK_N
-    bk = tl.program_id(1)
+    bk = tl.program_id(0)
+    start_n = tl.program_id(1) * BLOCK_N  # the first key blocks are seen by the most queries: first
     HKV = H // GROUP
     b, hk = bk // HKV, bk % HKV
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -190,8 +192,8 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, sm_scale,
     """One program per (query block, batch, head): dq accumulates over the visible key blocks."""
     IN: tl.constexpr = Q.dtype.element_ty
     DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
-    start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    bh = tl.program_id(0)
+    start_m = (tl.num_programs(1) - 1 - tl.program_id(1)) * BLOCK_M  # heaviest blocks first, as in forward
     b, h = bh // H, bh % H
     hk = h // GROUP
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -237,7 +239,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         GROUP = H // k.shape[1]
         o = torch.empty_like(q)  # same memory layout as q (e.g. a (B, T, H, D) buffer seen as (B, H, T, D))
         lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)  # log2 units
-        grid = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * H)
+        grid = lambda meta: (B * H, triton.cdiv(T, meta["BLOCK_M"]))
         _attn_fwd[grid](q, k, v, o, lse, sm_scale, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
                         H, T, GROUP, HEAD_DIM=D)
         ctx.save_for_backward(q, k, v, o, lse)
@@ -253,10 +255,10 @@ class FlashAttentionFunction(torch.autograd.Function):
             do = do.contiguous()
         delta = (o.float() * do.float()).sum(-1)  # (B, H, T): rowsum(do * o), the softmax-backward term
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        grid_kv = lambda meta: (triton.cdiv(T, meta["BLOCK_N"]), B * k.shape[1])
+        grid_kv = lambda meta: (B * k.shape[1], triton.cdiv(T, meta["BLOCK_N"]))
         _attn_bwd_dkdv[grid_kv](q, k, v, do, lse, delta, dk, dv, ctx.sm_scale, *_strides(q), *_strides(k),
                                 *_strides(v), *_strides(do), *_strides(dk), *_strides(dv), H, T, GROUP, HEAD_DIM=D)
-        grid_q = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * H)
+        grid_q = lambda meta: (B * H, triton.cdiv(T, meta["BLOCK_M"]))
         _attn_bwd_dq[grid_q](q, k, v, do, lse, delta, dq, ctx.sm_scale, *_strides(q), *_strides(k), *_strides(v),
                              *_strides(do), *_strides(dq), H, T, GROUP, HEAD_DIM=D)
         return dq, dk, dv, None

@@ -150,6 +150,14 @@ def bench_rmsnorm(shapes, dtype, device, compile_):
 # model step
 
 
+def train_step(model, opt, idx, amp):
+    with amp:
+        _, loss = model(idx, idx)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def bench_model(preset, seq_len, batch_size, steps, device):
     from model import ModelConfig, Transformer
     print(f"\n== training step: preset {preset}, batch {batch_size} x seq {seq_len}, AdamW, "
@@ -164,27 +172,20 @@ def bench_model(preset, seq_len, batch_size, steps, device):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=CUDA)
         idx = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), device=device)
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if CUDA else contextlib.nullcontext()
-
-        def step():
-            with amp:
-                _, loss = model(idx, idx)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        step()  # warmup (autotuning, allocator)
+        train_step(model, opt, idx, amp)  # warmup (autotuning, allocator)
         if CUDA:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         for _ in range(steps):
-            step()
+            train_step(model, opt, idx, amp)
         if CUDA:
             torch.cuda.synchronize()
         dt = (time.perf_counter() - t0) / steps
         tokens = batch_size * seq_len
         tok_s[backend] = tokens / dt
         mem = (torch.cuda.max_memory_allocated() / 2**30) if CUDA else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"{backend:>8s} {tokens / dt:10.0f} {100 * model.estimate_mfu(tokens, dt, seq_len):6.2f}% "
+        print(f"{backend:>8s} {tokens / dt:10.0f} {100 * model.estimate_mfu(tokens, dt, seq_len):6.3g}% "
               f"{mem:7.2f} GiB{'' if CUDA else ' (process max RSS)'}")
         del model, opt
         if CUDA:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from prepare.docs import part_name, write_docs
-from prepare.pipeline import add_task_args, require_done, run_tasks, task_docs
+from prepare.pipeline import add_task_args, done_marker, require_done, run_tasks, selected_tasks, task_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,8 +224,8 @@ class BenchmarkMatcher:
             first = np.r_[True, g[1:] != g[:-1]]
             starts = np.flatnonzero(first)
             gid = np.cumsum(first) - 1
-            pair = np.unique(np.stack([gid, fam], 1), axis=0)
-            nfam = np.bincount(pair[:, 0], minlength=len(starts))
+            pair = np.unique(gid * np.int64(len(fam_id)) + fam)           # distinct (run, family)
+            nfam = np.bincount(pair // len(fam_id), minlength=len(starts))
             ok = nfam <= cfg.max_items
             self.dropped_boilerplate += int((~ok).sum())
             self.index[L] = (g[starts][ok], it[starts][ok])
@@ -316,9 +316,11 @@ def decontam_task(k, n_tasks, in_dir, out_dir, bench_dir, cfg):
 def run(in_dir, out_dir, tasks: int = 1, task=None, workers=None, bench_dir=None, cfg: DecontamConfig = DecontamConfig()):
     require_done(in_dir, "decontaminate input")
     bench_dir = str(Path(bench_dir or default_bench_dir()))
-    m = get_matcher(bench_dir, cfg)                      # build once, before the pool forks
-    print(f"decontaminate: {len(m.items):,} benchmark fields indexed from {bench_dir} "
-          f"({m.dropped_boilerplate:,} boilerplate runs ignored)", flush=True)
+    pending = [k for k in selected_tasks(tasks, task) if not done_marker(out_dir, k).exists()]
+    if pending:
+        m = get_matcher(bench_dir, cfg)                  # build once, before the pool forks
+        print(f"decontaminate: {len(m.items):,} benchmark fields indexed from {bench_dir} "
+              f"({m.dropped_boilerplate:,} boilerplate runs ignored)", flush=True)
     stats = run_tasks(out_dir, tasks, decontam_task, args=(str(in_dir), str(out_dir), bench_dir, cfg), task=task,
                       workers=workers, name="decontaminate",
                       settings=dict(asdict(cfg), input=str(Path(in_dir).resolve()), benchmarks=bench_dir))

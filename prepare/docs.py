@@ -59,8 +59,8 @@ def write_docs(path, docs: Iterable[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     n = 0
-    # mtime=0: the same documents give byte-identical files (reruns compare equal)
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3, mtime=0) as gz:
+    # mtime=0 and no file name in the header: the same documents give byte-identical files
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=3, mtime=0) as gz:
         for d in docs:
             gz.write((json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
             n += 1

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import sys
 import sysconfig
 from dataclasses import dataclass, asdict
@@ -28,14 +29,14 @@ from pathlib import Path
 
 from prepare.docs import part_name, write_docs
 from prepare.languages import language_of, normalize_language
-from prepare.pipeline import add_task_args, run_tasks
+from prepare.pipeline import add_task_args, is_done, run_tasks
 
 
 @dataclass
 class IngestConfig:
     repo_level: int = 1              # directory depth below an input root that names a repository
     max_file_bytes: int = 10_000_000  # files larger than this are not even read (filter caps at 1 MB)
-    max_mb: float | None = None       # stop after this much kept content (machine mode: whole run)
+    max_mb: float | None = None       # machine mode (no inputs): read at most this many MB of code
 
 
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
@@ -93,7 +94,7 @@ def list_units(inputs: list[Path]) -> list[tuple]:
 def machine_units(max_mb: float | None) -> list[tuple]:
     """Machine mode: source files of the 18 languages under machine_roots(), capped at max_mb by
     taking files round-robin across languages (so Shell or Java still show up next to the much
-    larger Python and C), in a stable order."""
+    larger Python and C), shuffled with a fixed seed within each language."""
     by_lang = {}
     for u in list_units(machine_roots()):
         if u[0] != "file":
@@ -109,6 +110,9 @@ def machine_units(max_mb: float | None) -> list[tuple]:
     if max_mb is None:
         return [u for lang in sorted(by_lang) for u, _ in by_lang[lang]]
     budget, picked = max_mb * 1e6, []
+    # a seeded shuffle within each language, so a small sample spans many repositories
+    for lang in by_lang:
+        random.Random(f"machine-{lang}").shuffle(by_lang[lang])
     queues = {lang: iter(v) for lang, v in sorted(by_lang.items())}
     while queues and budget > 1000:
         for lang in list(queues):
@@ -310,7 +314,9 @@ def ingest_task(k: int, n_tasks: int, units: list, cfg: IngestConfig, out_dir: s
 
 def run(inputs, out_dir, tasks: int = 1, task=None, workers=None, cfg: IngestConfig = IngestConfig()):
     out_dir = Path(out_dir)
-    if inputs:
+    if is_done(out_dir, tasks):
+        units = [None]                     # finished earlier: no need to list the inputs again
+    elif inputs:
         units = list_units([Path(p) for p in inputs])
     else:
         units = machine_units(cfg.max_mb)

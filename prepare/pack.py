@@ -9,31 +9,33 @@ repository and language, files in a seeded random order, in StarCoder2's format:
     with metadata (probability 0.5):  <repo_name>REPO<file_sep>PATH1\\nCODE1<file_sep>PATH2\\nCODE2...<|endoftext|>
     without:                          <file_sep>CODE1<file_sep>CODE2...<|endoftext|>
 Special tokens are inserted as ids (a file that literally contains "<|endoftext|>" is encoded as
-text); the text in between goes through tiktoken's encode_ordinary_batch (multi-threaded Rust).
+text); the text in between is encoded by tiktoken in a thread pool (the Rust encoder drops the
+GIL) straight into numpy buffers, while the main thread assembles and writes the sequences.
 
 Shards: raw little-endian uint16, one set per (split, language) per task:
 DIR/train-Python-00000.bin ... (README "Data formats"); DIR/manifest.json lists them with token
 counts, tokens per language and source, the document count, the settings, the code version and
 the documents dir they came from. Validation: a seeded ~val_fraction of each language's
-repositories (at least one when the language has two or more) goes to split "val".
+repositories (at least one when the language has ten or more) goes to split "val".
 DIR/sequences-KKKKK.jsonl.gz records, for every packed sequence, its shard, offset, length and
 document ids in order (so any token range can be traced back to its files).
 Task k packs the repositories whose (language, repo) hash falls to it; every task reads the
 whole input (cheap next to tokenizing) and gets the same val choice.
 """
 import argparse
-import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 
-from prepare.docs import read_docs
+from prepare.docs import read_docs, write_docs
 from prepare.pipeline import add_task_args, require_done, run_tasks
 from prepare.tokenizer import load_tokenizer
 
@@ -72,12 +74,12 @@ def code_version() -> str:
 
 def val_repos(repos_by_lang: dict, cfg: PackConfig) -> set:
     """(language, repo) pairs held out for validation: a seeded val_fraction of each language's
-    repositories, and at least one when it has two or more."""
+    repositories, and at least one when it has ten or more (fewer: all of it trains)."""
     val = set()
     for lang, repos in repos_by_lang.items():
         u = sorted((stable_u64(cfg.seed, "val", lang, r) / 2**64, r) for r in repos)
         chosen = {r for x, r in u if x < cfg.val_fraction}
-        if not chosen and len(u) >= 2:
+        if not chosen and len(u) >= 10:
             chosen = {u[0][1]}
         val |= {(lang, r) for r in chosen}
     return val
@@ -150,60 +152,70 @@ def pack_task(k, n_tasks, in_dir, out_dir, tok_path, cfg: PackConfig):
     writers, index = {}, []
     stats = {"docs_in": 0, "docs_out": 0, "sequences": 0, "bytes_in": 0, "tokens": 0, "tokens_val": 0,
              "tokens_per_language": {}, "dropped": {}}
+    sp_arr = {t: np.array([i], dtype=np.uint16) for t, i in sp.items()}
 
-    # repositories of a language together, in a seeded random order, batched for the tokenizer
-    for lang in sorted({g[0] for g in groups}):
-        repos = sorted(r for (l, r) in groups if l == lang)
-        rng = np.random.default_rng(stable_u64(cfg.seed, "repos", lang, k) % 2**63)
-        repos = [repos[i] for i in rng.permutation(len(repos))]
-        batch, chars = [], 0
-        for i, repo in enumerate(repos):
-            batch.append(repo)
-            chars += sum(len(d["content"]) for d in groups[(lang, repo)])
-            if chars < cfg.batch_chars and i + 1 < len(repos):
-                continue
-            seqs = [(repo_,) + sequence_segments(lang, repo_, groups[(lang, repo_)], cfg) for repo_ in batch]
-            flat = [s for _, _, segs, _ in seqs for s in segs]
-            ids = enc.encode_ordinary_batch(flat, num_threads=threads)
-            j = 0
-            for repo_, meta, segs, docs in seqs:
-                toks = []
-                if meta:
-                    toks.append(sp["<repo_name>"])
-                    toks += ids[j]
-                    j += 1
-                for _ in docs:
-                    toks.append(sp["<file_sep>"])
-                    toks += ids[j]
-                    j += 1
-                toks.append(sp["<|endoftext|>"])
-                arr = np.array(toks, dtype=np.uint16)
-                split = "val" if (lang, repo_) in val else "train"
-                w = writers.get((split, lang))
-                if w is None:
-                    w = writers[(split, lang)] = ShardWriter(out_dir, split, lang, k, cfg)
-                path, off = w.write(arr)
-                index.append({"shard": path, "offset": off, "tokens": len(arr), "split": split, "language": lang,
-                              "repo": repo_, "metadata": meta, "ids": [d["id"] for d in docs]})
-                stats["docs_in"] += len(docs)
-                stats["docs_out"] += len(docs)
-                stats["sequences"] += 1
-                stats["bytes_in"] += sum(len(d["content"].encode("utf-8", "surrogatepass")) for d in docs)
-                if split == "train":
-                    stats["tokens"] += len(arr)
-                    stats["tokens_per_language"][lang] = stats["tokens_per_language"].get(lang, 0) + len(arr)
-                else:
-                    stats["tokens_val"] += len(arr)
-            batch, chars = [], 0
+    def encode(text):
+        # runs in a worker thread: tiktoken drops the GIL while it encodes, and encode_to_numpy
+        # hands back a buffer instead of a Python list of ints (disallowed_special=(): a file
+        # that contains "<|endoftext|>" is plain text)
+        return enc.encode_to_numpy(text, disallowed_special=()).astype(np.uint16)
+
+    def sequences():
+        # repositories of a language together, in a seeded random order
+        for lang in sorted({g[0] for g in groups}):
+            repos = sorted(r for (l, r) in groups if l == lang)
+            rng = np.random.default_rng(stable_u64(cfg.seed, "repos", lang, k) % 2**63)
+            for i in rng.permutation(len(repos)):
+                yield (lang, repos[i]) + sequence_segments(lang, repos[i], groups[(lang, repos[i])], cfg)
+
+    def emit(lang, repo, meta, docs, futs):
+        parts = []
+        segs = [f.result() for f in futs]
+        if meta:
+            parts += [sp_arr["<repo_name>"], segs[0]]
+            segs = segs[1:]
+        for seg in segs:
+            parts += [sp_arr["<file_sep>"], seg]
+        parts.append(sp_arr["<|endoftext|>"])
+        arr = np.concatenate(parts)
+        split = "val" if (lang, repo) in val else "train"
+        w = writers.get((split, lang))
+        if w is None:
+            w = writers[(split, lang)] = ShardWriter(out_dir, split, lang, k, cfg)
+        path, off = w.write(arr)
+        index.append({"shard": path, "offset": off, "tokens": len(arr), "split": split, "language": lang,
+                      "repo": repo, "metadata": meta, "ids": [d["id"] for d in docs]})
+        stats["docs_in"] += len(docs)
+        stats["docs_out"] += len(docs)
+        stats["sequences"] += 1
+        stats["bytes_in"] += sum(len(d["content"].encode("utf-8", "surrogatepass")) for d in docs)
+        if split == "train":
+            stats["tokens"] += len(arr)
+            stats["tokens_per_language"][lang] = stats["tokens_per_language"].get(lang, 0) + len(arr)
+        else:
+            stats["tokens_val"] += len(arr)
+
+    # the threads encode ahead while this thread assembles and writes finished sequences, in
+    # order; at most ~batch_chars of text is in flight
+    pending, in_flight = deque(), 0
+    with ThreadPoolExecutor(threads) as ex:
+        for lang, repo, meta, segs, docs in sequences():
+            futs = [ex.submit(encode, t) for t in segs]
+            n = sum(map(len, segs))
+            pending.append((lang, repo, meta, docs, futs, n))
+            in_flight += n
+            while in_flight > cfg.batch_chars:
+                *head, n0 = pending.popleft()
+                emit(*head)
+                in_flight -= n0
+        while pending:
+            *head, _ = pending.popleft()
+            emit(*head)
     shards = []
     for w in writers.values():
         w.close()
         shards += w.shards
-    tmp = Path(out_dir) / f"sequences-{k:05d}.jsonl.gz.tmp"
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
-        for r in index:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, Path(out_dir) / f"sequences-{k:05d}.jsonl.gz")
+    write_docs(Path(out_dir) / f"sequences-{k:05d}.jsonl.gz", index)     # deterministic gzip, atomic
     (Path(out_dir) / f"shards-{k:05d}.json").write_text(json.dumps(shards))
     return stats
 

@@ -60,7 +60,8 @@ def main(argv=None):
         if a.task is not None:
             # one process trains it (task 0); the others wait for the file on their next run
             if a.task != 0:
-                raise SystemExit(f"phase1: the tokenizer is trained by task 0; rerun when {tok} exists")
+                print(f"phase1: the tokenizer is trained by task 0; rerun when {tok} exists")
+                raise SystemExit(0)
         print(f"tokenizer: training {a.vocab_size} entries on up to {a.tokenizer_mb:.0f} MB of {docs_dir}", flush=True)
         ranks = train_bpe(iter_texts([docs_dir], int(a.tokenizer_mb * 1e6)), a.vocab_size,
                           workers=a.workers or os.cpu_count() or 1, verbose=True)

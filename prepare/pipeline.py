@@ -76,6 +76,8 @@ def check_settings(step_dir, settings: dict):
 
 def _run_one(fn, step_dir, k, n_tasks, args):
     t0 = time.time()
+    for stale in Path(step_dir).glob(f"*-{k:05d}*.tmp*"):   # left by an earlier, killed attempt
+        stale.unlink(missing_ok=True)
     stats = fn(k, n_tasks, *args) or {}
     stats = dict(stats, task=k, n_tasks=n_tasks, seconds=round(time.time() - t0, 3))
     sf = Path(step_dir) / f"stats-{k:05d}.json"
@@ -84,9 +86,16 @@ def _run_one(fn, step_dir, k, n_tasks, args):
     return k
 
 
+class TaskFailed(Exception):
+    pass
+
+
 def _pool_entry(payload):
     fn, step_dir, k, n_tasks, args = payload
-    return _run_one(fn, step_dir, k, n_tasks, args)
+    try:
+        return _run_one(fn, step_dir, k, n_tasks, args)
+    except SystemExit as e:          # a clean one-line failure: pass the message to the parent
+        raise TaskFailed(str(e)) from None
 
 
 def run_tasks(step_dir, n_tasks: int, fn, args=(), task: int | None = None, workers: int | None = None,
@@ -113,8 +122,11 @@ def run_tasks(step_dir, n_tasks: int, fn, args=(), task: int | None = None, work
                 bar.update()
         else:
             with get_context("fork").Pool(workers) as pool:
-                for _ in pool.imap_unordered(_pool_entry, [(fn, step_dir, k, n_tasks, args) for k in todo]):
-                    bar.update()
+                try:
+                    for _ in pool.imap_unordered(_pool_entry, [(fn, step_dir, k, n_tasks, args) for k in todo]):
+                        bar.update()
+                except TaskFailed as e:
+                    raise SystemExit(str(e)) from None
         bar.close()
     if not is_done(step_dir, n_tasks):
         left = sum(not done_marker(step_dir, k).exists() for k in range(n_tasks))

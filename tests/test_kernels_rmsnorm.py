@@ -1,9 +1,17 @@
-"""kernels/rmsnorm.py through the Triton interpreter: outputs and every gradient vs the PyTorch
-reference (fp32 to ~1e-5; bf16/fp16 error vs fp32 within 2x of PyTorch's own)."""
+"""kernels/rmsnorm.py through the Triton interpreter (or on a GPU when TRITON_INTERPRET=0):
+outputs and every gradient vs the PyTorch reference (fp32 to ~1e-5; bf16/fp16 error vs fp32
+within 2x of PyTorch's own). And the kernels compile for an H100 (sm_90) here, without a GPU."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
+from kernels import INTERPRET
 from kernels.rmsnorm import rms_norm, rms_norm_reference
+
+DEVICE = "cpu" if INTERPRET else "cuda"
 
 
 def run(fn, x, w, r, grads):
@@ -26,9 +34,9 @@ def max_err(a, b):
 def test_rmsnorm_matches_reference(shape, residual, dtype):
     torch.manual_seed(0)
     N = shape[-1]
-    x32, r32 = torch.randn(shape), (torch.randn(shape) if residual else None)
-    w32 = 1.0 + 0.2 * torch.randn(N)
-    grads32 = [torch.randn(shape), torch.randn(shape)]
+    x32, r32 = torch.randn(shape, device=DEVICE), (torch.randn(shape, device=DEVICE) if residual else None)
+    w32 = 1.0 + 0.2 * torch.randn(N, device=DEVICE)
+    grads32 = [torch.randn(shape, device=DEVICE), torch.randn(shape, device=DEVICE)]
     x, w = x32.to(dtype), w32.to(dtype)
     r = r32.to(dtype) if residual else None
     grads = [g.to(dtype) for g in grads32]
@@ -49,7 +57,7 @@ def test_rmsnorm_matches_reference(shape, residual, dtype):
 
 
 def test_rmsnorm_residual_contract_and_errors():
-    x, r, w = torch.randn(3, 8, 128), torch.randn(3, 8, 128), torch.randn(128)
+    x, r, w = (torch.randn(*s, device=DEVICE) for s in ((3, 8, 128), (3, 8, 128), (128,)))
     y, h = rms_norm(x, w, residual=r)
     assert torch.equal(h, x + r)
     assert torch.allclose(y, rms_norm(x + r, w), atol=1e-6)
@@ -60,14 +68,41 @@ def test_rmsnorm_residual_contract_and_errors():
 def test_rmsnorm_mixed_dtypes_as_under_autocast():
     # autocast: bf16 block output added to an fp32 residual stream -> fp32 sum, grads in each dtype
     torch.manual_seed(0)
-    x = torch.randn(4, 96).bfloat16().requires_grad_()
-    r = torch.randn(4, 96).requires_grad_()
-    w = torch.randn(96).requires_grad_()
+    x = torch.randn(4, 96, device=DEVICE).bfloat16().requires_grad_()
+    r = torch.randn(4, 96, device=DEVICE).requires_grad_()
+    w = torch.randn(96, device=DEVICE).requires_grad_()
     (y, h), (y_ref, h_ref) = rms_norm(x, w, residual=r), rms_norm_reference(x, w, residual=r)
     assert y.dtype == h.dtype == torch.float32
     assert torch.equal(h, h_ref) and torch.allclose(y, y_ref, atol=1e-5)
-    g = torch.randn(4, 96)
+    g = torch.randn(4, 96, device=DEVICE)
     grads = torch.autograd.grad((y, h), (x, w, r), (g, g))
     grads_ref = torch.autograd.grad((y_ref, h_ref), (x, w, r), (g, g))
     for a, b in zip(grads, grads_ref):
         assert a.dtype == b.dtype and torch.allclose(a.float(), b.float(), atol=1e-2 if a.dtype == torch.bfloat16 else 1e-5)
+
+
+COMPILE_FOR_H100 = """
+import inspect
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from kernels import rmsnorm
+types = {n: "*bf16" for n in ("X", "R", "Y", "H", "DY", "DH", "DX", "W")}
+types.update(RSTD="*fp32", DW_PARTIAL="*fp32", eps="fp32")
+for kernel, flag in ((rmsnorm._rmsnorm_fwd, "HAS_RESIDUAL"), (rmsnorm._rmsnorm_bwd, "HAS_DH")):
+    consts = {flag: True, "BLOCK_N": 2048, "INTERPRETED": False}
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in inspect.signature(kernel.fn).parameters}
+    triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts), target=GPUTarget("cuda", 90, 32),
+                   options=dict(num_warps=8))
+"""
+
+
+def test_rmsnorm_kernels_compile_for_h100(root, tmp_path):
+    """The interpreter never compiles; this catches what only the GPU compiler rejects, using the
+    ptxas shipped with triton. No GPU needed."""
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    proc = subprocess.run([sys.executable, "-c", COMPILE_FOR_H100], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -135,14 +135,15 @@ def has_close_elements(numbers: List[float], threshold: float) -> bool:
 
 
 class FaultyServer:
-    """Each prompt's k-th attempt fails while k < its fault count (0..3, from a hash of the prompt),
-    with a fault type from the same hash: so every normal seed succeeds within 4 attempts, and the
-    test knows it. Seeds containing ALWAYS_500 never succeed; BAD_REQUEST gets a 400."""
+    """Each prompt's k-th attempt fails while k < its fault count (0..3, from a hash of the prompt;
+    the kinds of fault taken in turn): so every normal seed succeeds within 4 attempts. Seeds containing ALWAYS_500 never succeed; BAD_REQUEST gets a 400."""
     FAULTS = ["500", "429", "hang", "drop", "reset", "cut"]
 
     def __init__(self, fault_rate: float = 0.6, hang_s: float = 1.5, delay_s: float = 0.0):
         self.fault_rate, self.hang_s, self.delay_s = fault_rate, hang_s, delay_s
         self.attempts: Counter = Counter()
+        self.n_faults = 0
+        self.auth: set = set()
         self.log: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -176,13 +177,18 @@ class FaultyServer:
                     k = srv.attempts[prompt]
                     srv.attempts[prompt] += 1
                 n_faults = (h % 4) if (h >> 8) % 100 < srv.fault_rate * 100 else 0
-                fault = srv.FAULTS[(h >> 16 + 3 * k) % len(srv.FAULTS)] if k < n_faults else None
+                fault = None
+                if k < n_faults:  # the fault kinds in turn, so that every kind occurs
+                    with srv.lock:
+                        fault = srv.FAULTS[srv.n_faults % len(srv.FAULTS)]
+                        srv.n_faults += 1
                 if "ALWAYS_500" in prompt:
                     fault = "500"
                 if "BAD_REQUEST" in prompt:
                     fault = "400"
                 with srv.lock:
                     srv.log.append((prompt[-40:], fault or "ok"))
+                    srv.auth.add(self.headers.get("Authorization"))
                 if srv.delay_s:
                     srv.stop.wait(srv.delay_s)
                 if fault == "500":
@@ -251,14 +257,16 @@ FAST = ["--timeout", "0.4", "--backoff-base", "0.01", "--backoff-max", "0.05", "
         "--no-progress"]
 
 
-def test_faulty_server_every_seed_one_record(tmp_path):
+def test_faulty_server_every_seed_one_record(tmp_path, monkeypatch):
     seeds_dir = tmp_path / "seeds"
     docs = fault_seeds(seeds_dir)
     out = tmp_path / "p3" / "synthetic.jsonl"
+    monkeypatch.setenv("SNOWCODER_API_KEY", "sk-test-123")
     with FaultyServer(fault_rate=0.6) as srv:
         syn.main(["--seeds", str(seeds_dir), "--api-base", f"http://127.0.0.1:{srv.port}/v1", "--model", "canned",
                   "--out", str(out), "--concurrency", "4", *FAST])
         faults = Counter(f for _, f in srv.log)
+    assert srv.auth == {"Bearer sk-test-123"}  # the key from the environment, on every request
     assert all(faults[f] > 0 for f in FaultyServer.FAULTS), faults  # every kind of fault happened
     recs = syn.load_records(out)
     keys = [r["key"] for r in recs]
