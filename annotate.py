@@ -61,6 +61,7 @@ class AnnotateConfig:
     lr: float = 3e-4
     epochs: int = 20
     batch_size: int = 256
+    min_steps: int = 1000        # small sets train longer (see train())
     weight_decay: float = 0.0
     finetune: bool = False       # full fine-tuning of the encoder instead of a frozen one
     encoder_lr: float = 2e-5     # encoder lr when fine-tuning (head keeps lr)
@@ -580,13 +581,12 @@ def read_positive_file(path):
 _BUILTINS = set(dir(builtins))
 
 
-def _function_positive(node, source, imports):
+def _function_positive(node, lines, imports):
     """A self-contained documented top-level function as a positive text, or None."""
     doc = ast.get_docstring(node)
     if not doc or node.decorator_list or node.name.startswith("_"):
         return None
-    seg = ast.get_source_segment(source, node)
-    if seg is None or not 4 <= seg.count("\n") + 1 <= 80:
+    if not 4 <= node.end_lineno - node.lineno + 1 <= 80:
         return None
     a = node.args
     bound = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {node.name}
@@ -606,21 +606,24 @@ def _function_positive(node, source, imports):
     free = loaded - bound - _BUILTINS
     if not free <= set(imports):
         return None  # uses module globals: not self-contained
-    header = "".join(sorted({imports[n] + "\n" for n in free}))
-    text = (header + "\n\n" if header else "") + seg
+    code = "".join(lines[node.lineno - 1:node.end_lineno])
+    header = "".join(sorted({imports[n] for n in free}))
+    code = (header + "\n\n" if header else "") + code
     # doctest examples -> asserts after the function, the shape of HumanEval/MBPP tests
-    asserts, lines = [], doc.splitlines()
-    for i, line in enumerate(lines[:-1]):
-        s, nxt = line.strip(), lines[i + 1].strip()
+    asserts, dl = [], doc.splitlines()
+    for i, line in enumerate(dl[:-1]):
+        s, nxt = line.strip(), dl[i + 1].strip()
         if s.startswith(">>> ") and nxt and not nxt.startswith((">>>", "...", "Traceback")):
-            asserts.append(f"assert {s[4:]} == {nxt}")
-    if asserts:
-        text += "\n\n\n" + "\n".join(asserts) + "\n"
-    return text, bool(asserts)
+            asserts.append(f"assert ({s[4:]}) == {nxt}\n")
+    tests = "".join(asserts)
+    summary = " ".join(doc.strip().split("\n\n")[0].split(">>>")[0].split())
+    return code, tests, summary, node.name
 
 
 def standin_positives(docs, limit):
-    """The offline stand-in for hqcode + instruction data (see the module docstring)."""
+    """The offline stand-in for hqcode + instruction data (see the module docstring): a stable
+    random 3/4 of the functions as code files (hqcode's part), 1/4 as an instruction and its
+    answer (Magicoder/StarCoder2-Instruct's part, as in the paper's 220k + 80k mix)."""
     with_examples, plain = [], []
     for d in docs:
         if d.get("language") != "Python":
@@ -629,27 +632,35 @@ def standin_positives(docs, limit):
             tree = ast.parse(d["content"])
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
+        lines = d["content"].splitlines(keepends=True)
         imports = {}
         for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                line = ast.get_source_segment(d["content"], node)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and node.end_lineno == node.lineno:
                 for al in node.names:
-                    imports[(al.asname or al.name).split(".")[0]] = line
+                    imports[(al.asname or al.name).split(".")[0]] = lines[node.lineno - 1]
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
-                got = _function_positive(node, d["content"], imports)
+                got = _function_positive(node, lines, imports)
                 if got:
-                    (with_examples if got[1] else plain).append((got[0], d["id"]))
+                    (with_examples if got[1] else plain).append((got, d["id"]))
     # the ones with examples first, each kind in a stable random order (not clustered by file);
     # dedup identical functions (vendored copies)
     out, seen = [], set()
-    rand = lambda p: _hash01(p[0], 0)  # noqa: E731
-    for text, group in sorted(with_examples, key=rand) + sorted(plain, key=rand):
-        h = hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
-        if h not in seen:
-            seen.add(h)
-            out.append((text, group))
-    return out[:limit]
+    rand = lambda p: _hash01(p[0][0], 0)  # noqa: E731
+    for (code, tests, summary, name), group in sorted(with_examples, key=rand) + sorted(plain, key=rand):
+        h = hashlib.sha1(code.encode("utf-8", "surrogatepass")).digest()
+        if h in seen:
+            continue
+        seen.add(h)
+        if summary and _hash01(code, 1) < 0.25:
+            text = (f"Write a Python function `{name}`: {summary}\n\n```python\n{code.rstrip()}\n```\n"
+                    + (f"\nTests:\n```python\n{tests}```\n" if tests else ""))
+        else:
+            text = code.rstrip() + "\n" + ("\n\n" + tests if tests else "")
+        out.append((text, group))
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _hash01(s, seed):
@@ -748,7 +759,11 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
         emb = embed_windows(encoder, wins, tok.pad_id, device, cfg.batch_tokens, desc="embed")  # (N, C)
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         g = torch.Generator().manual_seed(cfg.seed)
-        for epoch in range(cfg.epochs):
+        # why: FineWeb-Edu's 20 epochs over ~450k examples are ~35k steps; a few hundred examples
+        # would get 20 steps and an untrained head, so small sets run at least min_steps
+        steps_per_epoch = max(1, math.ceil(len(train_idx) / cfg.batch_size))
+        epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+        for epoch in range(epochs):
             perm = train_idx[torch.randperm(len(train_idx), generator=g)]
             for s in range(0, len(perm), cfg.batch_size):
                 b = perm[s:s + cfg.batch_size]
@@ -975,7 +990,7 @@ def main(argv=None):
     p.add_argument("--positives", nargs="*", default=[], help="JSONL(.gz)/Parquet files: hqcode, Magicoder, StarCoder2-Instruct")
     p.add_argument("--encoder", default=defaults.encoder, help="BERT dir (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--finetune", action="store_true", help="fine-tune the whole encoder")
-    for name in ("window", "lr", "epochs", "batch_size", "encoder_lr", "finetune_epochs", "holdout",
+    for name in ("window", "lr", "epochs", "batch_size", "min_steps", "encoder_lr", "finetune_epochs", "holdout",
                  "max_positives", "negatives_per_positive", "seed", "batch_tokens", "weight_decay"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(defaults, name)), default=getattr(defaults, name))
     p.add_argument("--device", default=None)

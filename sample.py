@@ -80,8 +80,12 @@ class Engine:
     vocab_size: int | None = None              # to reject out-of-range token-id prompts
 
 
-def load_engine(ckpt: str, device: str = "cpu", backend: str | None = None, name: str | None = None) -> Engine:
-    """Load an exported checkpoint dir (HF Llama layout + tokenizer.tiktoken) for generation."""
+def load_engine(ckpt: str, device: str = "cpu", backend: str | None = None, name: str | None = None,
+                context: int | None = None) -> Engine:
+    """Load an exported checkpoint dir (HF Llama layout + tokenizer.tiktoken) for generation.
+    context: serve this many positions instead of the trained block_size. RoPE has no learned
+    position table, so a longer context runs; quality drops past the trained length, but a model
+    trained on 256-token windows can then still take a whole synthesis prompt."""
     from model import Transformer
     from prepare.tokenizer import load_tokenizer
     ckpt = Path(ckpt)
@@ -93,6 +97,8 @@ def load_engine(ckpt: str, device: str = "cpu", backend: str | None = None, name
     enc = load_tokenizer(tok_path)
     model = Transformer.from_pretrained(str(ckpt), backend=backend, device=device)
     model.eval()
+    if context:
+        model.config.block_size = context
     eos_id = enc.eot_token if getattr(enc, "eot_token", None) is not None else None
 
     def encode(text: str) -> list[int]:
@@ -480,11 +486,13 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
     ap.add_argument("--model-name", default=None, help="model id for the API (default: from the ckpt path)")
+    ap.add_argument("--context", type=int, default=None,
+                    help="positions to serve (default: the checkpoint's block_size; RoPE runs past it)")
     ap.add_argument("--max-batch", type=int, default=8, help="rows per batched generate call (1 = queue)")
     ap.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     args = ap.parse_args(argv)
 
-    engine = load_engine(args.ckpt, args.device, args.backend, args.model_name)
+    engine = load_engine(args.ckpt, args.device, args.backend, args.model_name, args.context)
     if args.serve:
         serve(engine, args.host, args.port, ServeConfig(max_batch=args.max_batch,
                                                         max_body_bytes=args.max_body_bytes))

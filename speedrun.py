@@ -301,7 +301,7 @@ def main(argv=None):
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
             server = subprocess.Popen([PY, "sample.py", "--ckpt", str(R / "p2" / "export"), "--serve",
-                                       "--port", str(port)], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                       "--port", str(port), "--context", "1024"], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                                       env={**os.environ, **env})
         try:
             models = wait_http(f"http://127.0.0.1:{port}/v1/models", server)

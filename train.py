@@ -377,6 +377,11 @@ def main(argv=None):
         fail(f"init_from={cfg.init_from!r}: no config.json there (expected a train.py export dir)")
     if man["tokenizer"] and not os.path.isfile(man["tokenizer"]):
         fail(f"{man['path']}: tokenizer {man['tokenizer']} not found")
+    prev_tok = os.path.join(cfg.init_from, "tokenizer.tiktoken")
+    if cfg.init_from and man["tokenizer"] and os.path.isfile(prev_tok):
+        with open(prev_tok, "rb") as a, open(man["tokenizer"], "rb") as b:
+            if a.read() != b.read():
+                fail(f"init_from={cfg.init_from!r} was trained with another tokenizer than {man['tokenizer']}")
 
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard, MixedPrecisionPolicy
@@ -425,6 +430,8 @@ def main(argv=None):
         if cfg.init_from:
             model = Transformer.from_pretrained(cfg.init_from, backend=cfg.backend)
             model_cfg = model.config
+            if master and cfg.model_args:
+                print(f"note: model_args={cfg.model_args} ignored: the architecture comes from {cfg.init_from}")
         else:
             args_ = {"vocab_size": int(man["vocab_size"]), **cfg.model_args, "backend": cfg.backend}
             try:
@@ -532,7 +539,7 @@ def main(argv=None):
     if val_data.size == 0:
         say(f"no val shards in {man['path']}: val loss is not computed")
     end = min(cfg.max_iters, cfg.halt_iter) if cfg.halt_iter else cfg.max_iters
-    pbar = tqdm(total=cfg.max_iters, initial=step, disable=not master, dynamic_ncols=True, desc="train")
+    pbar = tqdm(total=cfg.max_iters, initial=step, disable=not master, dynamic_ncols=True, desc="train", mininterval=1.0)
     model.train()
     t_last = time.time()
     while step < end:
@@ -580,7 +587,8 @@ def main(argv=None):
                     f"{entry['tokens_per_s_per_device']:,.0f} tok/s/dev mfu {100 * entry['mfu']:.2f}% ({1000 * dt:.0f} ms)")
         if step % cfg.ckpt_interval == 0 or step == end:
             checkpoint()
-            t_last = time.time()  # checkpoint time is not step time
+        if "val_loss" in entry or step % cfg.ckpt_interval == 0:
+            t_last = time.time()  # eval and checkpoint time is not step time
     pbar.close()
 
     if step >= cfg.max_iters:

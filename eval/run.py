@@ -135,7 +135,8 @@ def main(argv=None):
         jobs = [Job(by_id[r["task_id"]], r["solution"], r["sample"]) for r in rows
                 if r["task_id"] in by_id and (r["task_id"], r["sample"]) not in done]
         if jobs:
-            run_jobs(jobs, limits, args.workers, on_result=lambda v: append_jsonl(vpath, [v]), desc=f"executing {task}")
+            run_jobs(jobs, limits, args.workers, on_result=lambda v: append_jsonl(vpath, [v]), desc=f"executing {task}",
+                     time_unittests=not args.ground_truth)
         verdicts = [v for v in read_jsonl(vpath) if v["task_id"] in ids]
         all_verdicts += verdicts
     if args.stage == "generate":

@@ -144,7 +144,16 @@ def no_network():
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        if os.geteuid() == 0 and libc.unshare(0x40000000) == 0:  # CLONE_NEWNET: only a down loopback
+        if os.geteuid() == 0 and libc.unshare(0x40000000) == 0:  # CLONE_NEWNET: nothing but loopback
+            try:  # bring loopback up: tests that talk to a local server still work
+                import fcntl
+                import socket
+                import struct
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40))  # SIOCSIFFLAGS UP|LOOPBACK|RUNNING
+                s.close()
+            except Exception:
+                pass
             return
     except Exception:
         pass
@@ -168,7 +177,7 @@ def no_network():
     socket.getaddrinfo = getaddrinfo
 
 
-def install_guards(tmp, allow_procs, max_procs=64):
+def install_guards(tmp, allow_procs, max_procs=64, extra_roots=()):
     """Disable what could damage the machine or the run. Paths may be changed only under `tmp`;
     signals may go only to our own process group; process creation is off (function benchmarks)
     or counted across the whole sample, forks included (BigCodeBench, whose tasks use subprocess).
@@ -176,18 +185,28 @@ def install_guards(tmp, allow_procs, max_procs=64):
     import posix
     import shutil
     real = {n: getattr(posix, n) for n in dir(posix)}
+    import posixpath
     tmp = os.path.realpath(tmp)
+    roots = [tmp] + [os.path.realpath(r) for r in extra_roots]
     my_pgid = os.getpgid(0)
     counter = os.path.join(tmp, ".sandbox-procs")
 
+    # bound now: tests patch os.path.* and os.getcwd, and the check must not go through their mocks
+    readlink, getcwd, normpath, fsdecode = real["readlink"], real["getcwd"], posixpath.normpath, os.fsdecode
+
     def inside(path, dir_fd=None):
-        if dir_fd is not None:
-            return False
         try:
-            p = os.path.realpath(os.fsdecode(path) if not isinstance(path, int) else f"/proc/self/fd/{path}")
+            if isinstance(path, int):
+                path = readlink(f"/proc/self/fd/{path}")
+            path = fsdecode(path)
+            if not path.startswith("/"):  # relative to dir_fd (shutil.rmtree) or to the cwd
+                base = readlink(f"/proc/self/fd/{dir_fd}") if dir_fd is not None else getcwd()
+                path = base + "/" + path
+            p = normpath(path)
         except Exception:
             return False
-        return p == tmp or p.startswith(tmp + os.sep) or p == "/dev/null"
+        # symlinks cannot lead out: os.symlink itself only links inside to inside
+        return p == "/dev/null" or any(p == r or p.startswith(r + "/") for r in roots)
 
     def refuse(what):
         raise PermissionError(f"sandbox: {what} is disabled")
@@ -204,7 +223,8 @@ def install_guards(tmp, allow_procs, max_procs=64):
         return guarded
 
     patched = {}
-    for name in ("remove", "unlink", "rmdir", "truncate", "chmod", "chown", "lchown", "utime", "mkfifo", "mknod"):
+    for name in ("remove", "unlink", "rmdir", "mkdir", "truncate", "chmod", "chown", "lchown", "utime", "mkfifo",
+                 "mknod"):
         if name in real:
             patched[name] = path_guard(name)
     for name in ("rename", "replace", "link", "symlink"):
@@ -234,7 +254,7 @@ def install_guards(tmp, allow_procs, max_procs=64):
         return real["killpg"](pgid, sig)
     patched.update(kill=kill, killpg=killpg)
     for name in ("chroot", "fchdir", "setuid", "setgid", "seteuid", "setegid", "setsid", "setpgid", "setpgrp",
-                 "setreuid", "setregid", "putenv", "unsetenv", "fchmod", "fchown", "plock"):
+                 "setreuid", "setregid", "fchown", "plock"):
         if name in real:
             patched[name] = (lambda n: lambda *a, **k: refuse(n))(name)
 
@@ -403,7 +423,8 @@ def main():
     set_limits(p)
     if p.get("no_network", True):
         no_network()
-    install_guards(tmp, allow_procs=p.get("allow_procs", False), max_procs=p.get("max_procs", 64))
+    install_guards(tmp, allow_procs=p.get("allow_procs", False), max_procs=p.get("max_procs", 64),
+                   extra_roots=p.get("write_roots", ()))
     module = types.ModuleType(p.get("module_name", "solution"))
     module.__dict__.update(__builtins__=builtins, __file__=os.path.join(tmp, "solution.py"))
     sys.modules[module.__name__] = module

@@ -173,47 +173,69 @@ def train_bpe(texts: Iterable[str], vocab_size: int, workers: int = 1, min_frequ
         # else: the same bytes were already made from another pair ("a"+"bc" vs "ab"+"c"); reuse
         # its id, so the ranks stay unique and tiktoken's byte-level merging agrees with ours.
 
+        # update only the pairs next to each occurrence: (x, a) -> (x, AB) and (b, y) -> (AB, y)
         changed = {}
         for i in pair_where.pop(pair):
             w = words[i]
-            # find occurrences, left to right, non-overlapping ("aaa" with pair (a,a) -> "Aa")
-            j, n = 0, len(w) - 1
-            hit = False
-            while j < n:
-                if w[j] == a and w[j + 1] == b:
-                    hit = True
-                    break
-                j += 1
-            if not hit:
-                continue                              # stale index entry
+            n = len(w)
+            try:                                      # first occurrence (C-speed search for a)
+                j = w.index(a)
+                while j + 1 < n and w[j + 1] != b:
+                    j = w.index(a, j + 1)
+            except ValueError:
+                continue                              # stale index entry: the pair is gone
+            if j + 1 >= n:
+                continue
             f = freqs[i]
-            # remove the old word's pairs, build the new word, add its pairs
-            for p in zip(w, w[1:]):
-                changed[p] = changed.get(p, 0) - f
-            nw = []
-            j = 0
-            while j <= n:
-                if j < n and w[j] == a and w[j + 1] == b:
-                    nw.append(new_id)
-                    j += 2
-                else:
-                    nw.append(w[j])
-                    j += 1
+            nw = w[:j]
+            while True:                               # j: an occurrence, left to right, non-overlapping
+                k = j + 2
+                nxt = -1                              # the next occurrence at or after k
+                if k < n - 1:
+                    try:
+                        nxt = w.index(a, k)
+                        while nxt + 1 < n and w[nxt + 1] != b:
+                            nxt = w.index(a, nxt + 1)
+                        if nxt + 1 >= n:
+                            nxt = -1
+                    except ValueError:
+                        nxt = -1
+                if j > 0:
+                    p = (w[j - 1], a)
+                    changed[p] = changed.get(p, 0) - f
+                    p = (nw[-1], new_id)              # nw[-1] is AB when the last occurrence touched this one
+                    changed[p] = changed.get(p, 0) + f
+                    s = pair_where.get(p)
+                    if s is None:
+                        pair_where[p] = {i}
+                    else:
+                        s.add(i)
+                if k < n and nxt != k:                # the right side, unless the next occurrence does it
+                    y = w[k]
+                    p = (b, y)
+                    changed[p] = changed.get(p, 0) - f
+                    p = (new_id, y)
+                    changed[p] = changed.get(p, 0) + f
+                    s = pair_where.get(p)
+                    if s is None:
+                        pair_where[p] = {i}
+                    else:
+                        s.add(i)
+                nw.append(new_id)
+                if nxt < 0:
+                    nw.extend(w[k:])                  # untouched stretches are copied at C speed
+                    break
+                nw.extend(w[k:nxt])
+                j = nxt
             words[i] = nw
-            for p in zip(nw, nw[1:]):
-                changed[p] = changed.get(p, 0) + f
-                s = pair_where.get(p)
-                if s is None:
-                    pair_where[p] = {i}
-                else:
-                    s.add(i)
         for p, d in changed.items():
             if d == 0:
                 continue
             nc = pair_count.get(p, 0) + d
             if nc > 0:
                 pair_count[p] = nc
-                heapq.heappush(heap, (-nc, p))
+                if d > 0:        # a lower count is left to the lazy check when its entry pops
+                    heapq.heappush(heap, (-nc, p))
             else:
                 pair_count.pop(p, None)
         pair_count.pop(pair, None)

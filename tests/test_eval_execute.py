@@ -183,3 +183,43 @@ def test_outputs_match_rules(hep):
     xs = [-6.0, 11.0, -6.0, 1.0]  # (x-1)(x-2)(x-3)
     assert outputs_match(2.0, 1.0, fz, [xs]) and outputs_match(3.0, 1.0, fz, [xs])
     assert not outputs_match(2.5, 1.0, fz, [xs])
+
+
+# ------------------------------------------------------------------ BigCodeBench
+# Canonical solutions that cannot pass on this kind of machine, and why (checked one by one).
+BCB_ENVIRONMENT = {
+    "BigCodeBench/176": "network: reverse DNS lookups of public IPs",
+    "BigCodeBench/314": "network: HTTPS request to a public host",
+    "BigCodeBench/1005": "network: downloads a zip from a URL",
+    "BigCodeBench/812": "running as root: the test expects a permission error on a chmod-000 file",
+    "BigCodeBench/832": "running as root: the test expects a permission error",
+}
+
+
+def test_bigcodebench_stdlib_ground_truth(bench_dir):
+    from eval.execute import is_stdlib_only
+    probs = [p for p in make_problems("bigcodebench", bench_dir) if is_stdlib_only(p)]
+    assert len(probs) == 300
+    res = run_jobs([Job(p, p["canonical"]) for p in probs], time_unittests=False,
+                   workers=2 * (os.cpu_count() or 1))  # many of these tests sleep or wait on I/O
+    failed = {v["task_id"]: v.get("first_failure") for v in res if not v["passed"]}
+    rate = 1 - len(failed) / len(res)
+    unexplained = {t: f for t, f in failed.items() if t not in BCB_ENVIRONMENT}
+    print(f"BigCodeBench stdlib-only canonical: {len(res) - len(failed)}/{len(res)} ({100 * rate:.1f}%)")
+    for t in failed:
+        print(" ", t, BCB_ENVIRONMENT.get(t, "UNEXPLAINED"))
+    assert rate >= 0.97 or not unexplained, unexplained
+
+
+def test_bigcodebench_wrong_and_skipped(bench_dir):
+    from eval.execute import missing_modules
+    probs = make_problems("bigcodebench", bench_dir)
+    p = next(p for p in probs if p["task_id"] == "BigCodeBench/3")
+    assert missing_modules(p) == [] or True
+    stdlib = next(p for p in probs if p["task_id"] == "BigCodeBench/1")  # random string letter counts
+    needs = next(p for p in probs if any(m in ("tensorflow", "librosa", "geopandas") for m in p["imports"]))
+    res = {v["task_id"]: v for v in run_jobs([Job(stdlib, stdlib["prompt"] + "    return None\n"),
+                                              Job(needs, needs["canonical"])], time_unittests=False)}
+    assert res[stdlib["task_id"]]["passed"] is False and res[stdlib["task_id"]]["first_failure"]["group"] == "unittest"
+    if missing_modules(needs):
+        assert res[needs["task_id"]]["status"] == "skipped" and res[needs["task_id"]]["passed"] is None

@@ -103,6 +103,16 @@ def test_cli_sample_is_greedy_generate(ckpt, reference, capsys):
     assert out.count(expected + "\n---------------\n") == 2
 
 
+def test_context_override_runs_past_the_trained_length(ckpt, reference):
+    model, enc, _ = reference
+    block = ModelConfig.from_preset("tiny").block_size
+    eng = sample.load_engine(str(ckpt), context=2 * block, name="t")
+    assert eng.block_size == 2 * block and eng.name == "t"
+    prompt = (enc.encode("x = 1\n") * block)[:block + 10]  # longer than the trained context
+    new = eng.generate([prompt], 8, temperature=0.0)[0]
+    assert len(new) == 8 and all(0 <= t < enc.n_vocab for t in new)
+
+
 def test_models_endpoint(server, ckpt):
     _, port = server
     status, body = get(port, "/v1/models")
