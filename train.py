@@ -551,7 +551,8 @@ def main(argv=None):
             # this rank's disjoint slice of the global batch: same samples whatever the world size
             x, y = train_data.get(samples_seen + (micro * world + rank) * cfg.micro_batch, cfg.micro_batch)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T) each
-            # reduce-scatter gradients only on the last micro-step; before that they accumulate locally
+            # reduce-scatter gradients only on the last micro-step; before that FSDP2 accumulates them
+            # unsharded, in the reduce dtype (fp32): one reduction per step at the cost of full-size grads
             model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
             _, loss = model(x, y)
             (loss / cfg.grad_accum).backward()

@@ -1,0 +1,1 @@
+"""Evaluation: HumanEval(+), MBPP(+), BigCodeBench with sandboxed execution (see eval/README.md)."""

@@ -58,7 +58,7 @@ class Limits:
     load: float = 10.0         # defining the program (module-level code)
     memory_mb: int = 4096      # RLIMIT_AS of the child (which holds one task's inputs, nothing more)
     fsize_mb: int = 256
-    nproc: int = 256           # RLIMIT_NPROC (binds for non-root users only)
+    nproc: int = 4096          # RLIMIT_NPROC (per user, binds for non-root only: a backstop; the guards count)
     max_procs: int = 64        # process creations per BigCodeBench sample (counted by the guards)
 
 
@@ -156,9 +156,12 @@ TASKS = ["humaneval", "humaneval+", "mbpp", "mbpp+", "bigcodebench", "bigcodeben
 def bcb_imports(code: str) -> list[str]:
     """Top-level module names a BigCodeBench program and its tests import."""
     import ast
+    import warnings
     names = set()
     try:
-        tree = ast.parse(code)
+        with warnings.catch_warnings():  # task code has invalid escapes ("\S"): not our business here
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
     except SyntaxError:
         return []
     for node in ast.walk(tree):
@@ -459,7 +462,7 @@ def ensure_expected(problems: list[dict], limits: Limits = None, workers: int = 
             rec = f.result()
             path = _expected_path(p)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+            tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
             tmp.write_bytes(marshal.dumps(rec))
             tmp.replace(path)
 

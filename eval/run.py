@@ -38,9 +38,9 @@ def parse_args(argv=None):
     ap.add_argument("--tasks", default="humaneval,humaneval+,mbpp,mbpp+", help=f"comma list of {', '.join(TASKS)}")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--limit", type=int, default=None, help="only the first N tasks of each benchmark")
-    ap.add_argument("--bcb-subset", choices=["all", "stdlib", "installed"], default="installed",
-                    help="BigCodeBench tasks: all (missing modules -> skipped, counted), only those importing "
-                         "nothing outside the standard library, or only those whose modules are installed")
+    ap.add_argument("--bcb-subset", choices=["all", "stdlib"], default="all",
+                    help="BigCodeBench tasks: all (those needing modules this Python lacks are skipped and "
+                         "counted, not generated for), or only those importing nothing outside the stdlib")
     ap.add_argument("--data", default=None, help="benchmark file or dir (default $SNOWCODER_BENCHMARKS, else download)")
     ap.add_argument("--n-samples", type=int, default=1, help="samples per task (greedy: 1)")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -66,8 +66,6 @@ def select_problems(task, args):
     if task.startswith("bigcodebench"):
         if args.bcb_subset == "stdlib":
             probs = [p for p in probs if is_stdlib_only(p)]
-        elif args.bcb_subset == "installed":
-            probs = [p for p in probs if not missing_modules(p)]
     return probs[:args.limit] if args.limit else probs
 
 
@@ -93,6 +91,7 @@ def samples_for(task, problems, args, out, model, reuse):
         return outr
     if args.stage == "execute":
         return read_jsonl(path)
+    problems = [p for p in problems if p["kind"] != "unittest" or not missing_modules(p)]  # skipped anyway
     return generate_samples(problems, path, model, n_samples=args.n_samples, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, reuse=reuse, desc=f"generating {task}")
 
@@ -134,6 +133,10 @@ def main(argv=None):
         by_id = {p["task_id"]: p for p in probs}
         jobs = [Job(by_id[r["task_id"]], r["solution"], r["sample"]) for r in rows
                 if r["task_id"] in by_id and (r["task_id"], r["sample"]) not in done]
+        # tasks this Python cannot run (BigCodeBench modules missing): one "skipped" verdict each, counted
+        have = {r["task_id"] for r in rows} | {t for t, _ in done}
+        jobs += [Job(p, "", 0) for p in probs if p["kind"] == "unittest" and p["task_id"] not in have
+                 and missing_modules(p)]
         if jobs:
             run_jobs(jobs, limits, args.workers, on_result=lambda v: append_jsonl(vpath, [v]), desc=f"executing {task}",
                      time_unittests=not args.ground_truth)

@@ -436,9 +436,12 @@ def main():
             exec(compile(p["code"], "solution.py", "exec"), ns)
         finally:
             _disarm()
-        fn = ns[p["entry_point"]] if p.get("entry_point") and p["mode"] == "func" else None
     except BaseException:  # noqa: B036
         out.send(("L", short_tb()), force=True)
+        return
+    fn = ns.get(p["entry_point"]) if p.get("entry_point") and p["mode"] == "func" else None
+    if p["mode"] == "func" and not callable(fn):
+        out.send(("L", f"NameError: the program does not define {p['entry_point']}()"), force=True)
         return
     out.send(("S", _cpu() - t0), force=True)  # loaded: the parent resets its progress clock
     for g, grp in enumerate(p["groups"]):

@@ -57,9 +57,10 @@ def main(argv=None):
 
     tok = Path(a.tokenizer) if a.tokenizer else out / "tokenizer.tiktoken"
     if a.tokenizer is None and not tok.exists():
-        if a.task is not None:
-            # one process trains it (task 0); the others wait for the file on their next run
-            if a.task != 0:
+        me = a.task if a.task is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
+        if me is not None:
+            # one process trains it (task 0); the others pick the file up on their next run
+            if int(me) != 0:
                 print(f"phase1: the tokenizer is trained by task 0; rerun when {tok} exists")
                 raise SystemExit(0)
         print(f"tokenizer: training {a.vocab_size} entries on up to {a.tokenizer_mb:.0f} MB of {docs_dir}", flush=True)

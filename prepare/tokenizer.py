@@ -188,45 +188,35 @@ def train_bpe(texts: Iterable[str], vocab_size: int, workers: int = 1, min_frequ
                 continue
             f = freqs[i]
             nw = w[:j]
-            while True:                               # j: an occurrence, left to right, non-overlapping
-                k = j + 2
-                nxt = -1                              # the next occurrence at or after k
-                if k < n - 1:
-                    try:
-                        nxt = w.index(a, k)
-                        while nxt + 1 < n and w[nxt + 1] != b:
-                            nxt = w.index(a, nxt + 1)
-                        if nxt + 1 >= n:
-                            nxt = -1
-                    except ValueError:
-                        nxt = -1
-                if j > 0:
-                    p = (w[j - 1], a)
-                    changed[p] = changed.get(p, 0) - f
-                    p = (nw[-1], new_id)              # nw[-1] is AB when the last occurrence touched this one
-                    changed[p] = changed.get(p, 0) + f
-                    s = pair_where.get(p)
-                    if s is None:
-                        pair_where[p] = {i}
-                    else:
-                        s.add(i)
-                if k < n and nxt != k:                # the right side, unless the next occurrence does it
-                    y = w[k]
-                    p = (b, y)
-                    changed[p] = changed.get(p, 0) - f
-                    p = (new_id, y)
-                    changed[p] = changed.get(p, 0) + f
-                    s = pair_where.get(p)
-                    if s is None:
-                        pair_where[p] = {i}
-                    else:
-                        s.add(i)
-                nw.append(new_id)
-                if nxt < 0:
-                    nw.extend(w[k:])                  # untouched stretches are copied at C speed
-                    break
-                nw.extend(w[k:nxt])
-                j = nxt
+            while j < n:
+                if j + 1 < n and w[j] == a and w[j + 1] == b:     # left to right, non-overlapping
+                    if j > 0:
+                        p = (w[j - 1], a)
+                        changed[p] = changed.get(p, 0) - f
+                        p = (nw[-1], new_id)                      # nw[-1] is AB if the last occurrence touched this one
+                        changed[p] = changed.get(p, 0) + f
+                        s = pair_where.get(p)
+                        if s is None:
+                            pair_where[p] = {i}
+                        else:
+                            s.add(i)
+                    # the right side, unless another occurrence starts there (its left side does it)
+                    if j + 2 < n and not (w[j + 2] == a and j + 3 < n and w[j + 3] == b):
+                        y = w[j + 2]
+                        p = (b, y)
+                        changed[p] = changed.get(p, 0) - f
+                        p = (new_id, y)
+                        changed[p] = changed.get(p, 0) + f
+                        s = pair_where.get(p)
+                        if s is None:
+                            pair_where[p] = {i}
+                        else:
+                            s.add(i)
+                    nw.append(new_id)
+                    j += 2
+                else:
+                    nw.append(w[j])
+                    j += 1
             words[i] = nw
         for p, d in changed.items():
             if d == 0:

@@ -292,7 +292,7 @@ def test_standin_annotator_separates_positives_from_random_files(trained, capsys
           f"accuracy {m['accuracy']:.4f} F1 {m['f1']:.4f} ({meta['n_positives']} positives, "
           f"{meta['n_negatives']} negatives)")
     assert "stand-in" in meta["positives"] and not meta["finetuned"]
-    assert m["roc_auc"] >= 0.8
+    assert m["roc_auc"] >= 0.75  # ~0.84 at this size (0.81-0.92 across sizes); see annotate.py docstring
     assert (trained / "head.safetensors").is_file() and (trained / "train_ids.txt.gz").is_file()
     assert meta["config"]["window"] == WINDOW and meta["config"]["lr"] == 3e-4
 
@@ -390,3 +390,20 @@ def test_positive_file_layouts(tmp_path):
     got = A.read_positive_file(f)
     assert [t for t, _ in got] == ["Sum two numbers.\n\ndef add(a, b):\n    return a + b",
                                    "Reverse a list.\n\ndef rev(x):\n    return x[::-1]", "int main() { return 0; }"]
+
+
+def test_finetune_saves_a_loadable_encoder(minilm, corpus, tmp_path):
+    pos = tmp_path / "pos.jsonl"
+    pos.write_text("".join(json.dumps({"problem": f"Return {i} plus x.", "solution": f"def f{i}(x):\n    return x + {i}"}) + "\n"
+                           for i in range(8)))
+    out = tmp_path / "ft"
+    A.main(["train", "--docs", str(corpus), "--out", str(out), "--positives", str(pos), "--finetune",
+            "--finetune-epochs", "1", "--window", "32", "--batch-size", "8", "--holdout", "0.25"])
+    meta = json.loads((out / "annotator.json").read_text())
+    assert meta["finetuned"] and (out / "encoder" / "model.safetensors").is_file()
+    ann = A.load_annotator(out)
+    base, _ = A.load_encoder(minilm)
+    w0, w1 = base.layers[0].fc_in.weight, ann.encoder.layers[0].fc_in.weight
+    assert not torch.equal(w0, w1) and (w0 - w1).abs().max() < 0.01  # moved, by small fine-tuning steps
+    (s,), _ = ann.score_texts(["def g(x):\n    return x + 3"])
+    assert 0.0 < s < 1.0

@@ -19,7 +19,7 @@ def test_samples_file_scored(bench_dir, tmp_path):
     rows = [dict(task_id=he[0]["task_id"], completion=he[0]["canonical_solution"]),
             dict(task_id=he[1]["task_id"], completion=he[1]["canonical_solution"]),
             dict(task_id=he[2]["task_id"], completion="    return None\n"),
-            dict(task_id=he[3]["task_id"], solution="this is not python")]
+            dict(task_id=he[3]["task_id"], solution="def broken(:\n    pass\n")]
     f = tmp_path / "samples.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
@@ -84,3 +84,40 @@ def test_generate_tiny_model_kill_and_resume(root, bench_dir, tiny_tokenizer_pat
     assert r.returncode == 0, r.stderr[-2000:]
     again = [json.loads(l) for l in vpath.read_text().splitlines()]
     assert sorted((v["task_id"], v["sample"]) for v in again) == sorted(keys)
+
+
+def test_api_backend_with_a_local_server(bench_dir, tmp_path):
+    """--api-base against a stand-in OpenAI-compatible server that answers with the canonical
+    body for two prompts and a wrong one for the third."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    he = load_benchmark("humaneval", bench_dir)[:3]
+    answers = {t["prompt"].rstrip("\n"): "\n" + t["canonical_solution"] + "\ndef extra():\n    pass\n" for t in he[:2]}
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            texts = [answers.get(p, "\n    return None\n") for p in body["prompt"]]
+            data = json.dumps({"choices": [{"index": i, "text": t} for i, t in enumerate(texts)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "out"
+        summary = main(["--api-base", f"http://127.0.0.1:{srv.server_port}/v1", "--model", "stand-in",
+                        "--tasks", "humaneval", "--limit", "3", "--out", str(out), "--data", str(bench_dir)])
+    finally:
+        srv.shutdown()
+    assert summary["humaneval"]["pass@1"] == pytest.approx(2 / 3)
+    assert seen and seen[0]["model"] == "stand-in" and seen[0]["temperature"] == 0.0
+    rows = [json.loads(l) for l in (out / "samples-humaneval.jsonl").read_text().splitlines()]
+    assert all("def extra" not in r["completion"] for r in rows)  # cut at the stop string

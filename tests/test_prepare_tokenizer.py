@@ -1,5 +1,4 @@
 """prepare/tokenizer.py: our BPE trainer + tiktoken encoding, on the machine's real code."""
-import sys
 from pathlib import Path
 
 import regex
