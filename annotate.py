@@ -22,7 +22,11 @@ Python functions that carry a docstring and are self-contained (every free name 
 a parameter, a local or one of the module's imports, which are then prepended), preferring
 ones with doctest examples, which become asserts after the function. That imitates what the
 benchmarks look like (a documented function, examples, tests). It is NOT the paper's positive
-set, and no benchmark data is ever used for training.
+set, and no benchmark data is ever used for training. How well it works at test size (60 + 60
+texts from 150 stdlib modules and 50 C headers, 128-token windows, MiniLM): held-out stand-in
+positives vs random corpus files ROC-AUC ~0.84 (0.81-0.92 across sample sizes, the held-out set is
+small); the same head puts HumanEval/MBPP canonical solutions above held-out corpus files with
+ROC-AUC ~0.94 (`auc`).
 """
 import argparse
 import ast
@@ -300,7 +304,8 @@ class BertEncoder(nn.Module):
         # single-segment input: token type 0 everywhere
         x = self.tok_emb(ids) + self.pos_emb.weight[:T] + self.type_emb.weight[0]
         x = self.ln_emb(x)  # (B, T, C)
-        mask = attn.bool()[:, None, None, :]
+        # a batch without padding needs no mask (SDPA then skips the masking work)
+        mask = None if bool(attn.all()) else attn.bool()[:, None, None, :]
         for layer in self.layers:
             x = layer(x, mask)
         return x  # (B, T, C) last hidden states
@@ -775,7 +780,8 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
                 p = torch.sigmoid(head(emb[test_idx].to(device)).squeeze(-1)).cpu()
             m = classification_metrics(y_test, doc_probs(p, test_idx))
             m.update(epoch=epoch + 1, loss=loss.item())
-            history.append(m)
+            if (epoch + 1) % max(1, epochs // 50) == 0:  # a readable history, ~50 points
+                history.append(m)
             if best is None or (m["roc_auc"], m["f1"]) > (best[0]["roc_auc"], best[0]["f1"]):
                 best = (m, {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}, None)
     else:
@@ -909,7 +915,7 @@ def auc(model_dir, docs_path, limit=None, n_negatives=None, device="cpu"):
 # bench: docs/s of scoring against transformers' BertModel on the same weights and batches
 
 
-def bench(n_docs=64, window=512, batch_tokens=16384, repeats=2):
+def bench(n_docs=64, window=512, batch_tokens=16384, repeats=3):
     import sysconfig
     from transformers import BertModel  # only here: the benchmark's baseline, not a dependency
     torch.manual_seed(0)
@@ -1011,6 +1017,7 @@ def main(argv=None):
     p = sub.add_parser("bench", help="docs/s of scoring vs transformers' BertModel (needs transformers)")
     p.add_argument("--docs", type=int, default=64)
     p.add_argument("--window", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each (best of)")
     args = ap.parse_args(argv)
 
     if args.cmd == "train":
@@ -1039,7 +1046,7 @@ def main(argv=None):
     elif args.cmd == "auc":
         auc(args.model, args.docs, args.limit, args.negatives, _device(args.device))
     elif args.cmd == "bench":
-        bench(args.docs, args.window)
+        bench(args.docs, args.window, repeats=args.repeats)
 
 
 if __name__ == "__main__":

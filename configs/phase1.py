@@ -5,7 +5,8 @@
 #
 # Batch: 512 sequences x 8192 tokens = 4,194,304 tokens per step, as
 #   micro_batch 2 x grad_accum 32 x 8 GPUs = 512 sequences.
-# (2 x 8192 tokens per micro-step fits an 80 GB H100 without activation checkpointing;
+# (2 x 8192 tokens per micro-step: by our estimate ~30 GB of bf16 activations plus the fp32 logits,
+#  so it should fit an 80 GB H100 without activation checkpointing; not yet measured on one;
 #  on N GPUs use grad_accum = 256 / N to keep the paper's batch.)
 # Steps: 500e9 / 4,194,304 = 119,209.3 -> 119,209.
 # Schedule: linear warmup over 600 steps to 5.3e-4, cosine decay to 5.3e-5 at the last step.

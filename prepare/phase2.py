@@ -118,8 +118,10 @@ def plot(info, path):
         if v["cutoff_score"] is not None:
             ax.axvline(v["cutoff_score"], color="tab:red", linestyle="--", label=f"cut-off {v['cutoff_score']:.3f}")
             ax.legend(fontsize=8)
-        ax.set_title(f"{lang}: kept {v['selected_docs']}/{v['docs']} docs, {v['selected_share']:.1%} of tokens", fontsize=9)
+        ax.set_title(f"{lang}: kept {v['selected_docs']}/{v['docs']} docs, {v['selected_share']:.1%} of tokens "
+                     f"(phase 1: {v['share']:.1%})", fontsize=9)
         ax.set_xlabel("annotator score")
+        ax.set_ylabel("documents")
     fig.suptitle("phase 2: quality scores per language (kept: right of the cut-off)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

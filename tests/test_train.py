@@ -258,10 +258,11 @@ def test_resume_continues_exactly(two_proc_run, corpus, tmp_path):
 
 
 def test_one_process_matches_two(two_proc_run, corpus, tmp_path):
-    """Same global batch (1 x 4 x 2 micro-steps vs 2 ranks x 4): the same losses."""
+    """Same global batch (1 x 4 x 2 micro-steps vs 2 ranks x 4): the same losses. This run also
+    recomputes every block in backward (activation checkpointing), which must not change them."""
     out = tmp_path / "out"
     run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={out}", "--grad_accum=2", "--max_iters=40",
-               "--halt_iter=20"])
+               "--halt_iter=20", "--activation_checkpointing=True"])
     ref, got = read_log(two_proc_run)[:20], read_log(out)
     assert [e["loss"] for e in got] == pytest.approx([e["loss"] for e in ref], abs=1e-4)
     assert got[19]["val_loss"] == pytest.approx(ref[19]["val_loss"], abs=1e-4)
