@@ -229,6 +229,9 @@ class TokenStream:
             copies = float(s.get("epochs", 1)) if split == "train" else 1.0
             count = int(copies * n)
             if count <= 0:
+                # too short for one window: say so rather than lose it silently
+                print(f"train.py: note: {split} shard {s['path']} has {s['tokens']} tokens, fewer than one "
+                      f"{block_size + 1}-token window; skipped", file=sys.stderr)
                 continue
             self.shards.append(np.memmap(s["path"], dtype=np.uint16, mode="r"))
             self.n_windows.append(n)

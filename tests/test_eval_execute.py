@@ -192,7 +192,6 @@ BCB_ENVIRONMENT = {
     "BigCodeBench/314": "network: HTTPS request to a public host",
     "BigCodeBench/1005": "network: downloads a zip from a URL",
     "BigCodeBench/812": "running as root: the test expects a permission error on a chmod-000 file",
-    "BigCodeBench/832": "running as root: the test expects a permission error",
 }
 
 
