@@ -22,7 +22,6 @@ What load_benchmark adds or selects:
 """
 import gzip
 import hashlib
-import io
 import json
 import os
 import urllib.request

@@ -13,9 +13,6 @@ OUT/summary.md hold pass@k per task (greedy: pass@1), with per-task verdicts in 
 elsewhere), `--stage execute` only scores what is there.
 """
 import argparse
-import json
-import os
-import sys
 import time
 from pathlib import Path
 

@@ -1,10 +1,9 @@
 """eval/data.py: every benchmark loads from the staged files, with the documented selections."""
 import gzip
-import os
 
 import pytest
 
-from eval.data import load_benchmark, benchmark_file, dataset_hash, MBPP_PLUS_DROPPED, NAMES
+from eval.data import load_benchmark, benchmark_file, dataset_hash, MBPP_PLUS_DROPPED
 
 
 @pytest.mark.parametrize("name,n", [("humaneval", 164), ("humaneval+", 164), ("humaneval+-mini", 164), ("mbpp", 974),

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from eval.execute import Job, Limits, make_problems, run_jobs, ensure_expected, load_expected, outputs_match
+from eval.execute import Job, Limits, make_problems, run_jobs, outputs_match
 
 
 @pytest.fixture(scope="module")
