@@ -911,6 +911,9 @@ def auc(model_dir, docs_path, limit=None, n_negatives=None, device="cpu"):
     print(f"annotate auc: ROC-AUC {result['all']:.4f} (benchmark canonical solutions: "
           + ", ".join(f"{k} {len(v)} -> {result[k]:.4f}" for k, v in sols.items())
           + f"; negatives: {len(negs)} held-out corpus files)")
+    out = Path(model_dir) / "auc.json"  # kept beside the head, for reports
+    out.write_text(json.dumps(dict(roc_auc=result["all"], per_benchmark=result, negatives=len(negs),
+                                   positives={k: len(v) for k, v in sols.items()}), indent=1))
     return result
 
 # -----------------------------------------------------------------------------

@@ -106,6 +106,8 @@ class SynthConfig:
     min_lines: int = 5
     max_line_length: int = 1000
     near_dedup_threshold: float = 0.7
+    keep_truncated: bool = False    # completions cut by max_tokens: keep whole lines, then the checks
+                                    # decide (for toy models that never close the block; off for real runs)
 
     def fingerprint(self) -> str:
         """Everything that changes what the model is asked or how it answers (not the client knobs)."""
@@ -474,11 +476,13 @@ def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfi
 _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 
 
-def extract_code(rec: dict) -> tuple[str | None, str | None]:
+def extract_code(rec: dict, keep_truncated: bool = False) -> tuple[str | None, str | None]:
     """(code, None) or (None, reason). Completions-mode answers are already inside the block."""
     text = rec.get("text") or ""
     if not rec.get("chat", True):
         if rec.get("finish_reason") == "length":
+            if keep_truncated and "\n" in text:
+                return text[:text.rindex("\n") + 1], None  # drop the cut-off last line
             return None, "truncated"  # the block never closed: the file is cut off
         return text, None
     blocks = [m.group(2) for m in _FENCE_RE.finditer(text)]
@@ -581,7 +585,7 @@ def postprocess(records: list[dict], cfg: SynthConfig, matcher=None, near_dedup:
             counts["failed"] += 1
             continue
         counts["ok"] += 1
-        code, why = extract_code(r)
+        code, why = extract_code(r, cfg.keep_truncated)
         if code is None:
             reject(r, why)
             continue
@@ -784,6 +788,8 @@ def main(argv=None):
     ap.add_argument("--post-only", action="store_true", help="no requests: redo the post-processing of --out")
     ap.add_argument("--no-decontaminate", action="store_true", help="skip the benchmark matcher")
     ap.add_argument("--no-near-dedup", action="store_true", help="exact dedup only")
+    ap.add_argument("--keep-truncated", action="store_true",
+                    help="completions cut by --max-tokens: keep their whole lines if they pass the checks (toy runs)")
     ap.add_argument("--min-chars", type=int, default=d.min_chars, help="shorter accepted files are dropped")
     ap.add_argument("--max-chars", type=int, default=d.max_chars, help="longer accepted files are dropped")
     ap.add_argument("--bench", action="store_true", help="measure this client's overhead against a server")
@@ -797,7 +803,7 @@ def main(argv=None):
                       max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                       concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries,
                       backoff_base=args.backoff_base, backoff_max=args.backoff_max,
-                      min_chars=args.min_chars, max_chars=args.max_chars)
+                      min_chars=args.min_chars, max_chars=args.max_chars, keep_truncated=args.keep_truncated)
     if args.bench:
         if args.max_tokens == d.max_tokens:
             cfg.max_tokens = 64

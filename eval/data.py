@@ -7,7 +7,8 @@ Benchmark loaders: HumanEval, HumanEval+, MBPP, MBPP+, BigCodeBench (full and Ha
 Where the data comes from, first match wins:
   1. the `path` argument: a file, or a directory holding the file under its usual name;
   2. the directory in $SNOWCODER_BENCHMARKS (tests and CI point it at ../shared/benchmarks);
-  3. a download cache ($SNOWCODER_CACHE or ~/.cache/snowcoder/benchmarks), filled from the official
+  3. ../shared/benchmarks beside the project, when it exists (this workplace's staged copy);
+  4. a download cache ($SNOWCODER_CACHE or ~/.cache/snowcoder/benchmarks), filled from the official
      source the first time (never at test time: tests always have 1 or 2).
 
 Records keep the upstream fields unchanged, so other parts (decontamination) see the real text.
@@ -135,8 +136,13 @@ def benchmark_file(name: str, path=None) -> Path:
     """The file load_benchmark(name, path) reads (downloading it into the cache if needed)."""
     if name not in SOURCES:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(NAMES)}")
-    for where in ([path] if path is not None else []) + ([os.environ["SNOWCODER_BENCHMARKS"]]
-                                                         if os.environ.get("SNOWCODER_BENCHMARKS") else []):
+    wheres = [path] if path is not None else []
+    if os.environ.get("SNOWCODER_BENCHMARKS"):
+        wheres.append(os.environ["SNOWCODER_BENCHMARKS"])
+    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks"
+    if shared.is_dir():
+        wheres.append(shared)
+    for where in wheres:
         p = Path(where)
         if p.is_file():
             return p
