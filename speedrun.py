@@ -60,7 +60,7 @@ class Sizes:
 def sizes_for(scale: float, quick: bool) -> Sizes:
     s = Sizes()
     if quick:
-        s = Sizes(max_mb=1.5, vocab_size=1024, p1_iters=30, p2_iters=15, p3_iters=10, p2_fraction=0.3,
+        s = Sizes(max_mb=4.0, vocab_size=1024, p1_iters=30, p2_iters=15, p3_iters=10, p2_fraction=0.3,
                   n_seeds=6, synth_max_tokens=48, eval_limit=3, score_window=64, max_positives=64,
                   auc_limit=10, tasks=2)
     s.max_mb *= scale
