@@ -19,13 +19,14 @@ windows (the paper's recipe); a document that fits in one window is scored on it
 Offline positives. hqcode, Magicoder-OSS-Instruct and StarCoder2-Instruct cannot be downloaded
 here. Without --positives, train builds a STAND-IN from the training corpus itself: top-level
 Python functions that carry a docstring and are self-contained (every free name is a builtin,
-a parameter, a local or one of the module's imports, which are then prepended), preferring
+a parameter, a local, one of the module's imports, or one of its short helpers that needs nothing
+else; the imports and helpers used are then prepended), preferring
 ones with doctest examples, which become asserts after the function. That imitates what the
 benchmarks look like (a documented function, examples, tests). It is NOT the paper's positive
 set, and no benchmark data is ever used for training. How well it works at test size (60 + 60
 texts from 150 stdlib modules and 50 C headers, 128-token windows, MiniLM): held-out stand-in
-positives vs random corpus files ROC-AUC ~0.84 (0.81-0.92 across sample sizes, the held-out set is
-small); the same head puts HumanEval/MBPP canonical solutions above held-out corpus files with
+positives vs random corpus files ROC-AUC ~0.89 (0.84 before helpers were allowed; the held-out set
+is small, so it moves with the sample); the same head puts HumanEval/MBPP canonical solutions above held-out corpus files with
 ROC-AUC ~0.94 (`auc`).
 """
 import argparse
@@ -587,17 +588,13 @@ def read_positive_file(path):
 _BUILTINS = set(dir(builtins))
 
 
-def _function_positive(node, lines, imports):
-    """A self-contained documented top-level function as a positive text, or None."""
-    doc = ast.get_docstring(node)
-    if not doc or node.decorator_list or node.name.startswith("_"):
-        return None
-    if not 4 <= node.end_lineno - node.lineno + 1 <= 80:
-        return None
-    a = node.args
-    bound = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {node.name}
-    bound |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
-    loaded = set()
+def _free_names(node) -> set:
+    """Names a top-level function or statement reads but does not bind itself."""
+    bound, loaded = set(), set()
+    if isinstance(node, ast.FunctionDef):
+        a = node.args
+        bound |= {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {node.name}
+        bound |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name):
             (loaded if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
@@ -609,12 +606,49 @@ def _function_positive(node, lines, imports):
             bound |= {(al.asname or al.name).split(".")[0] for al in sub.names}
         elif isinstance(sub, ast.ExceptHandler) and sub.name:
             bound.add(sub.name)
-    free = loaded - bound - _BUILTINS
-    if not free <= set(imports):
-        return None  # uses module globals: not self-contained
+    return loaded - bound - _BUILTINS
+
+
+def module_helpers(tree, lines, imports) -> dict:
+    """name -> (source, imports it needs) for the short top-level helpers of a module (constants and
+    undecorated functions of at most 30 lines) that need nothing but imports and builtins. A function
+    that calls one of them is still self-contained once the helper's source is put in front of it."""
+    helpers = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.decorator_list:
+            names = [node.name]
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            names = [t.id for t in node.targets]
+        else:
+            continue
+        if node.end_lineno - node.lineno + 1 > 30:
+            continue
+        free = _free_names(node) - set(names)
+        if free <= set(imports):
+            src = "".join(lines[node.lineno - 1:node.end_lineno])
+            for n in names:
+                helpers[n] = (src, free)
+    return helpers
+
+
+def _function_positive(node, lines, imports, helpers=None):
+    """A self-contained documented top-level function as a positive text, or None. "Self-contained"
+    allows the module's own short helpers (see module_helpers): their source goes in front."""
+    doc = ast.get_docstring(node)
+    if not doc or node.decorator_list or node.name.startswith("_"):
+        return None
+    if not 4 <= node.end_lineno - node.lineno + 1 <= 80:
+        return None
+    helpers = helpers or {}
+    free = _free_names(node)
+    if not free <= set(imports) | set(helpers):
+        return None  # uses other module globals: not self-contained
+    needed = {n for n in free if n not in imports}
+    defs = sorted({helpers[n][0] for n in needed}, key=lambda src: lines.index(src.splitlines(True)[0]))
+    imported = (free - needed) | {m for n in needed for m in helpers[n][1]}
     code = "".join(lines[node.lineno - 1:node.end_lineno])
-    header = "".join(sorted({imports[n] for n in free}))
-    code = (header + "\n\n" if header else "") + code
+    header = "".join(sorted({imports[n] for n in imported}))
+    code = (header + "\n\n" if header else "") + ("".join(defs) + "\n\n" if defs else "") + code
     # doctest examples -> asserts after the function, the shape of HumanEval/MBPP tests
     asserts, dl = [], doc.splitlines()
     for i, line in enumerate(dl[:-1]):
@@ -644,9 +678,10 @@ def standin_positives(docs, limit):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and node.end_lineno == node.lineno:
                 for al in node.names:
                     imports[(al.asname or al.name).split(".")[0]] = lines[node.lineno - 1]
+        helpers = module_helpers(tree, lines, imports)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
-                got = _function_positive(node, lines, imports)
+                got = _function_positive(node, lines, imports, helpers)
                 if got:
                     (with_examples if got[1] else plain).append((got, d["id"]))
     # the ones with examples first, each kind in a stable random order (not clustered by file);

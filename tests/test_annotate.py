@@ -292,7 +292,7 @@ def test_standin_annotator_separates_positives_from_random_files(trained, capsys
           f"accuracy {m['accuracy']:.4f} F1 {m['f1']:.4f} ({meta['n_positives']} positives, "
           f"{meta['n_negatives']} negatives)")
     assert "stand-in" in meta["positives"] and not meta["finetuned"]
-    assert m["roc_auc"] >= 0.75  # ~0.84 at this size (0.81-0.92 across sizes); see annotate.py docstring
+    assert m["roc_auc"] >= 0.85  # 0.89 at this size with module helpers inlined (0.84 without); see annotate.py
     assert (trained / "head.safetensors").is_file() and (trained / "train_ids.txt.gz").is_file()
     assert meta["config"]["window"] == WINDOW and meta["config"]["lr"] == 3e-4
 
