@@ -245,6 +245,7 @@ def write_report(out: Path, timings: dict) -> Path:
     syn = D / "p3" / "synthetic" / "stats-00000.json"
     if syn.exists():
         st = json.loads(syn.read_text())
+        st = st.get("counts", st)
         reasons = ", ".join(f"{k} {v}" for k, v in st.items()
                             if isinstance(v, int) and k not in ("records", "ok", "accepted", "accepted_chars"))
         lines += ["## Synthesis (phase 3)", "",

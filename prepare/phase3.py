@@ -22,8 +22,10 @@ The last sequence of a bucket is cut to land exactly on its target (it still end
 
 Sequences use prepare/pack.py's format (StarCoder2 style, repository-level, metadata half the
 time); a synthetic file is a repository of one file. Shards and manifest as README "Data formats":
-DIR/synthetic/*.bin (source "synthetic"), DIR/phase2/*.bin (source "phase2"), DIR/manifest.json
-(paths relative to DIR), DIR/sequences-00000.jsonl.gz (what each sequence holds, and its pass).
+DIR/shards-synthetic/*.bin (source "synthetic"), DIR/shards-phase2/*.bin (source "phase2"),
+DIR/manifest.json (paths relative to DIR), DIR/sequences-00000.jsonl.gz (what each sequence holds,
+and its pass). The shard dirs are prefixed so that synthesize.py's accepted-files folder
+(DIR/synthetic/ when its output is DIR/synthetic.jsonl) is never overwritten.
 """
 import argparse
 import gzip
@@ -136,7 +138,7 @@ def fill(source: SequenceSource, target: int, writer: ShardWriter, index: list, 
         if cut:
             arr = np.concatenate([arr[:need - 1], np.array([eot], dtype=np.uint16)])
         path, off = writer.write(arr)
-        index.append({"shard": f"{source.source}/{path}", "offset": off, "tokens": len(arr), "split": writer.split,
+        index.append({"shard": f"shards-{source.source}/{path}", "offset": off, "tokens": len(arr), "split": writer.split,
                       "language": source.lang, "source": source.source, "repo": repo, "metadata": meta,
                       "ids": ids, "pass": p, "cut": cut})
         got += len(arr)
@@ -200,7 +202,7 @@ def build(synthetic, phase2, tok_path, out_dir, cfg: Phase3Config, progress: boo
               f"{'Python' if has_py else 'other languages'}", flush=True)
     other_target = B - py_target
 
-    for d in (out_dir / "synthetic", out_dir / "phase2"):
+    for d in (out_dir / "shards-synthetic", out_dir / "shards-phase2"):
         if d.exists():
             shutil.rmtree(d)  # a rerun rewrites the shards from scratch
         d.mkdir(parents=True)
@@ -208,7 +210,7 @@ def build(synthetic, phase2, tok_path, out_dir, cfg: Phase3Config, progress: boo
 
     def writer(name, split, lang):
         if (name, split, lang) not in writers:
-            writers[(name, split, lang)] = ShardWriter(out_dir / name, split, lang, 0,
+            writers[(name, split, lang)] = ShardWriter(out_dir / f"shards-{name}", split, lang, 0,
                                                        PackConfig(**{**asdict(pcfg), "source": name}))
         return writers[(name, split, lang)]
 
@@ -260,7 +262,7 @@ def build(synthetic, phase2, tok_path, out_dir, cfg: Phase3Config, progress: boo
     for (name, split, lang), w in writers.items():
         w.close()
         for s in w.shards:
-            shards.append({**s, "path": f"{name}/{s['path']}", "source": name})
+            shards.append({**s, "path": f"shards-{name}/{s['path']}", "source": name})
     shards.sort(key=lambda s: (s["split"] != "train", s["source"], s["language"], s["path"]))
     tpl, tps = {}, {}
     for s in shards:

@@ -33,6 +33,9 @@ def test_speedrun_quick_end_to_end(tmp_path):
     assert list((D / "scores").glob("part-*"))
     assert (D / "p3" / "synthetic.jsonl").stat().st_size > 0
     assert (D / "p3" / "manifest.json").exists()
+    # synthesize's accepted-files folder survives the phase-3 mix written next to it
+    assert (D / "p3" / "synthetic" / "done-00000").exists()
+    assert "## Synthesis" in (out / "report.md").read_text()
 
     report = (out / "report.md").read_text()
     for p in (1, 2, 3):
