@@ -296,7 +296,7 @@ def main(argv=None):
 
     def train(phase: int, data: Path, iters: int, init_from: Path | None):
         cmd = [PY, "train.py", f"configs/cpu_phase{phase}.py", f"--data_dir={data}",
-               f"--out_dir={R / f'p{phase}'}", f"--max_iters={iters}", "--wandb_log=False"]
+               f"--out_dir={R / f'p{phase}'}", f"--max_iters={iters}"]  # wandb: offline, in out_dir
         if init_from is not None:
             cmd.append(f"--init_from={init_from}")
         run(cmd, L / f"train_p{phase}.log", env)
