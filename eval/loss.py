@@ -1,0 +1,222 @@
+"""
+Bits per byte: the downstream-aligned metric that moves at small scale.
+
+Greedy pass@1 is 0 for every small model, so it cannot rank data arms at toy scale. What does move
+is how likely a checkpoint finds the benchmarks' own canonical solutions given their prompts:
+
+    aligned bpb(benchmark) = sum over tasks of -log2 p(solution tokens | prompt tokens)
+                             / sum over tasks of len(solution.encode("utf-8"))
+    held-out bpb(language) = the same over the held-out (val) split of a token-shard manifest
+
+Lower is better. Aligned bpb is the paper's "alignment with the downstream distribution" (Fig. 2)
+measured on the model itself; held-out bpb is general ability on the corpus. The canonical solutions
+were removed from the training data by prepare/decontaminate.py, so a low aligned bpb is alignment,
+not memorisation.
+
+    python -m eval.loss --ckpt R/p2/export --tasks humaneval+,mbpp+,bigcodebench --heldout D/p1/shards
+    python -m eval.loss --api-base http://127.0.0.1:8000/v1 --model p2 --tokenizer R/p2/export ...
+
+Tokenization: prompt and solution are encoded separately and concatenated (context + continuation,
+as lm-eval-harness does), so the bytes counted are exactly the solution's. A sequence longer than the
+model's context is scored with a sliding window: every target token sees at least half a context.
+Held-out: targets that are special tokens (<|endoftext|>, <file_sep>, ...) carry no bytes and are
+left out of both sums. `--heldout-tokens` bounds the tokens scored per language; the bound is printed
+and written to the output (nothing is capped silently). Through a server, the same token ids are sent
+as a token-id prompt with echo=True, logprobs=0, max_tokens=0, and the returned prompt logprobs used.
+
+Memory: one sequence window at a time (plus the model); held-out shards are memory-mapped.
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+LN2 = math.log(2.0)
+DEFAULT_TASKS = "humaneval+,mbpp+,bigcodebench,evoeval"
+
+
+# -----------------------------------------------------------------------------
+# what is scored
+
+def solution_pairs(task: str, path=None) -> list[tuple[str, str, str]]:
+    """(task_id, context, continuation) for every problem of a benchmark: the generation prompt and
+    the canonical solution as a model would have to write it after that prompt."""
+    from eval.execute import make_problems
+    pairs = []
+    for p in make_problems(task, path):
+        prompt, canonical = p["prompt"], p["canonical"]
+        cont = canonical[len(prompt):] if canonical.startswith(prompt) else canonical
+        pairs.append((p["task_id"], prompt, cont))
+    return pairs
+
+
+# -----------------------------------------------------------------------------
+# scoring with a local model
+
+def token_logprobs(logits_fn, ids: list[int], start: int, T: int) -> np.ndarray:
+    """ln p(ids[i] | ids[:i]) for i in [start, len(ids)), each target with up to T tokens of context
+    (at least T // 2 once the sequence is longer than T). logits_fn: (1, L) ids -> (L, V) logits."""
+    import torch
+    if start < 1:
+        raise ValueError("token_logprobs: the first token has no context (start must be >= 1)")
+    out, i, stride = [], start, max(1, T // 2)
+    while i < len(ids):
+        # targets ids[i:j] from inputs ids[a:j-1]; j <= i + T keeps a <= i - 1, and a window
+        # that starts at 0 sees the whole prefix
+        j = min(len(ids), max(i + stride, T + 1))
+        a = max(0, j - 1 - T)
+        x = torch.tensor(ids[a:j - 1])[None]  # (1, L)
+        logp = torch.log_softmax(logits_fn(x).float(), dim=-1)  # (L, V)
+        tgt = torch.tensor(ids[i:j])
+        rows = torch.arange(i - a - 1, j - a - 1)
+        out.append(logp[rows, tgt].double().numpy())
+        i = j
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def local_scorer(model):
+    """A logits function over a model.py Transformer (eval mode, no grad)."""
+    import torch
+    device = model.embed_tokens.weight.device
+
+    @torch.no_grad()
+    def logits_fn(x):
+        logits, _ = model(x.to(device))
+        return logits[0]
+    return logits_fn
+
+
+def server_scorer(api_base: str, model_name: str):
+    """Prompt logprobs from an OpenAI-compatible server: a token-id prompt, echo, max_tokens=0."""
+    from client import Client
+    cli = Client(api_base)
+
+    def score(ids: list[int], start: int) -> np.ndarray:
+        r = cli.completion(model=model_name, prompt=ids, max_tokens=0, echo=True, logprobs=0, temperature=0.0)
+        lp = r["choices"][0]["logprobs"]["token_logprobs"]
+        if len(lp) != len(ids):
+            raise RuntimeError(f"server returned {len(lp)} prompt logprobs for {len(ids)} tokens")
+        return np.array(lp[start:], dtype=np.float64)
+    return score
+
+
+# -----------------------------------------------------------------------------
+# the two measurements
+
+def aligned_bpb(score, enc, pairs, desc="") -> dict:
+    """score(ids, start) -> ln-probs of ids[start:]. Sums bits and bytes over every pair."""
+    bits = nbytes = ntok = 0.0
+    per_task = {}
+    for task_id, ctx, cont in tqdm(pairs, desc=desc, leave=False, disable=not desc):
+        c_ids = enc.encode(ctx, disallowed_special=())
+        s_ids = enc.encode(cont, disallowed_special=())
+        if not c_ids:  # an empty prompt still needs a token to condition on
+            c_ids = [enc.eot_token]
+        lp = score(c_ids + s_ids, len(c_ids))
+        b, n = float(-lp.sum() / LN2), len(cont.encode("utf-8"))
+        bits, nbytes, ntok = bits + b, nbytes + n, ntok + len(s_ids)
+        per_task[task_id] = round(b / max(n, 1), 5)
+    return {"bpb": bits / max(nbytes, 1), "bits": bits, "bytes": int(nbytes), "tokens": int(ntok),
+            "n_tasks": len(pairs), "per_task": per_task}
+
+
+def heldout_bpb(score, enc, manifest, max_tokens: int, T: int) -> dict:
+    """Bits per byte of each language's val shards (the first max_tokens tokens of each language)."""
+    special = set(enc.special_tokens_set) if hasattr(enc, "special_tokens_set") else set()
+    special_ids = {enc.encode_single_token(s) for s in special}
+    by_lang: dict[str, list] = {}
+    for s in manifest["shards"]:
+        if s.get("split") == "val":
+            by_lang.setdefault(s["language"], []).append(s)
+    out = {}
+    for lang, shards in sorted(by_lang.items()):
+        toks = np.concatenate([np.memmap(s["path"], dtype=np.uint16, mode="r") for s in shards])
+        avail = len(toks)
+        toks = toks[:max_tokens + 1].astype(np.int64).tolist()
+        lp = score(toks, 1)
+        tgt = np.array(toks[1:])
+        keep = ~np.isin(tgt, list(special_ids))
+        nbytes = sum(len(enc.decode_single_token_bytes(t)) for t in tgt[keep].tolist())
+        bits = float(-lp[keep].sum() / LN2)
+        out[lang] = {"bpb": bits / max(nbytes, 1), "bits": bits, "bytes": nbytes, "tokens": int(keep.sum()),
+                     "tokens_available": avail, "capped": avail > max_tokens + 1}
+    if out:
+        b, n = sum(v["bits"] for v in out.values()), sum(v["bytes"] for v in out.values())
+        out["all"] = {"bpb": b / max(n, 1), "bits": b, "bytes": n, "tokens": sum(v["tokens"] for v in out.values())}
+    return out
+
+
+def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T=512, bench_path=None) -> dict:
+    """The whole report for one checkpoint: {"aligned": {task: ...}, "heldout": {lang: ...}, "settings"}."""
+    from formats import read_manifest
+    res = {"aligned": {}, "heldout": {}, "missing": {},
+           "settings": {"tasks": tasks, "heldout": str(heldout) if heldout else None,
+                        "heldout_tokens_per_language": heldout_tokens, "context": T}}
+    for t in tasks:
+        try:
+            pairs = solution_pairs(t, bench_path)
+        except (SystemExit, FileNotFoundError, ValueError) as e:  # e.g. EvoEval not present offline
+            res["missing"][t] = str(e).splitlines()[0][:300]
+            print(f"eval.loss: {t}: skipped ({res['missing'][t]})", file=sys.stderr)
+            continue
+        res["aligned"][t] = aligned_bpb(score, enc, pairs, desc=t)
+    if heldout:
+        res["heldout"] = heldout_bpb(score, enc, read_manifest(str(heldout)), heldout_tokens, T)
+    return res
+
+
+def table(res: dict) -> str:
+    rows = ["| set | bits/byte | tasks or tokens |", "|---|---|---|"]
+    rows += [f"| {t} | {v['bpb']:.4f} | {v['n_tasks']} tasks |" for t, v in res["aligned"].items()]
+    rows += [f"| held-out {lang} | {v['bpb']:.4f} | {v['tokens']} tokens{' (capped)' if v.get('capped') else ''} |"
+             for lang, v in res["heldout"].items()]
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="exported checkpoint dir (HF Llama layout + tokenizer)")
+    src.add_argument("--api-base", help="an OpenAI-compatible server that returns prompt logprobs")
+    ap.add_argument("--model", default=None, help="model name for --api-base")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer (file or export dir) for --api-base")
+    ap.add_argument("--context", type=int, default=None, help="window for sliding scoring (default: the model's block_size)")
+    ap.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated benchmarks (default {DEFAULT_TASKS})")
+    ap.add_argument("--benchmarks", default=None, help="benchmark data file or folder (default: formats.benchmark_dirs)")
+    ap.add_argument("--heldout", default=None, help="token-shard dir (manifest.json) whose val split is scored")
+    ap.add_argument("--heldout-tokens", type=int, default=20000, help="tokens scored per language (printed, recorded)")
+    ap.add_argument("--out", default=None, help="write the results JSON here")
+    args = ap.parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    if args.ckpt:
+        from formats import load_tokenizer
+        from model import Transformer
+        enc = load_tokenizer(args.ckpt)
+        model = Transformer.from_pretrained(args.ckpt, backend="torch").eval()
+        T = args.context or model.config.block_size
+        logits_fn = local_scorer(model)
+
+        def score(ids, start):
+            return token_logprobs(logits_fn, ids, start, T)
+    else:
+        if not (args.model and args.tokenizer):
+            ap.error("--api-base needs --model and --tokenizer")
+        from formats import load_tokenizer
+        enc, T = load_tokenizer(args.tokenizer), args.context or 10 ** 9
+        score = server_scorer(args.api_base, args.model)
+    print(f"eval.loss: held-out tokens per language capped at {args.heldout_tokens}" if args.heldout else "", end="")
+    res = evaluate(score, enc, tasks, args.heldout, args.heldout_tokens, T, args.benchmarks)
+    res["settings"]["ckpt"] = args.ckpt or args.api_base
+    print("\n" + table(res))
+    if args.out:
+        from formats import write_json
+        write_json(args.out, res)
+    return res
+
+
+if __name__ == "__main__":
+    main()
