@@ -150,12 +150,15 @@ def heldout_bpb(score, enc, manifest, max_tokens: int, T: int) -> dict:
     return out
 
 
-def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T=512, bench_path=None) -> dict:
-    """The whole report for one checkpoint: {"aligned": {task: ...}, "heldout": {lang: ...}, "settings"}."""
+def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T=512, bench_path=None,
+             limit: int = 0) -> dict:
+    """The whole report for one checkpoint: {"aligned": {task: ...}, "heldout": {lang: ...}, "settings"}.
+    limit > 0 scores only the first `limit` tasks of each benchmark; each such result says so
+    ("subset": "first N of M") and is never the whole benchmark's figure."""
     from formats import read_manifest
     res = {"aligned": {}, "heldout": {}, "missing": {},
            "settings": {"tasks": tasks, "heldout": str(heldout) if heldout else None,
-                        "heldout_tokens_per_language": heldout_tokens, "context": T}}
+                        "heldout_tokens_per_language": heldout_tokens, "context": T, "limit": limit}}
     for t in tasks:
         try:
             pairs = solution_pairs(t, bench_path)
@@ -163,7 +166,12 @@ def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T
             res["missing"][t] = str(e).splitlines()[0][:300]
             print(f"eval.loss: {t}: skipped ({res['missing'][t]})", file=sys.stderr)
             continue
+        n_all = len(pairs)
+        if limit and limit < n_all:
+            pairs = pairs[:limit]
         res["aligned"][t] = aligned_bpb(score, enc, pairs, desc=t)
+        if len(pairs) < n_all:
+            res["aligned"][t]["subset"] = f"first {len(pairs)} of {n_all}"
     if heldout:
         res["heldout"] = heldout_bpb(score, enc, read_manifest(str(heldout)), heldout_tokens, T)
     return res
@@ -171,7 +179,7 @@ def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T
 
 def table(res: dict) -> str:
     rows = ["| set | bits/byte | tasks or tokens |", "|---|---|---|"]
-    rows += [f"| {t} | {v['bpb']:.4f} | {v['n_tasks']} tasks |" for t, v in res["aligned"].items()]
+    rows += [f"| {t} | {v['bpb']:.4f} | {v.get('subset', 'all')} {v['n_tasks']} tasks |" for t, v in res["aligned"].items()]
     rows += [f"| held-out {lang} | {v['bpb']:.4f} | {v['tokens']} tokens{' (capped)' if v.get('capped') else ''} |"
              for lang, v in res["heldout"].items()]
     return "\n".join(rows)
@@ -189,6 +197,7 @@ def main(argv=None):
     ap.add_argument("--benchmarks", default=None, help="benchmark data file or folder (default: formats.benchmark_dirs)")
     ap.add_argument("--heldout", default=None, help="token-shard dir (manifest.json) whose val split is scored")
     ap.add_argument("--heldout-tokens", type=int, default=20000, help="tokens scored per language (printed, recorded)")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N tasks of each benchmark (labelled a subset)")
     ap.add_argument("--out", default=None, help="write the results JSON here")
     args = ap.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
@@ -208,8 +217,11 @@ def main(argv=None):
         from formats import load_tokenizer
         enc, T = load_tokenizer(args.tokenizer), args.context or 10 ** 9
         score = server_scorer(args.api_base, args.model)
-    print(f"eval.loss: held-out tokens per language capped at {args.heldout_tokens}" if args.heldout else "", end="")
-    res = evaluate(score, enc, tasks, args.heldout, args.heldout_tokens, T, args.benchmarks)
+    if args.heldout:
+        print(f"eval.loss: held-out tokens per language capped at {args.heldout_tokens}")
+    if args.limit:
+        print(f"eval.loss: only the first {args.limit} tasks of each benchmark (a subset, labelled as such)")
+    res = evaluate(score, enc, tasks, args.heldout, args.heldout_tokens, T, args.benchmarks, args.limit)
     res["settings"]["ckpt"] = args.ckpt or args.api_base
     print("\n" + table(res))
     if args.out:
