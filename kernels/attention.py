@@ -9,13 +9,19 @@ running row max m, running denominator l and an unnormalised fp32 accumulator ("
 so the T x T score matrix never exists in memory. Key blocks strictly below the diagonal need no
 mask; only the diagonal blocks (and the ragged end, T need not be a multiple of anything) are
 masked. The row logsumexp is saved for the backward pass, which recomputes the probabilities
-block by block instead of storing them:
-    dv = p^T do,  dp = do v^T,  ds = p * (dp - delta),  dq = ds k * scale,  dk = ds^T q * scale
-with delta = rowsum(do * o). Two backward kernels avoid atomics: one per key block (dk, dv; for
-GQA it loops over the query heads sharing that key head, so the group sum is free), one per query
-block (dq).
+block by block instead of storing them.
 
-Exponentials are base 2 (exp2 is the native instruction): scores are scaled by sm_scale*log2(e)
+Backward in FlashAttention-2's shape: one program per (key block, batch, key head) holds k, v and
+the dk, dv accumulators in registers and sweeps the query blocks that can see its keys (for GQA,
+those of every query head in the group, so the group sum is free). Per query block it does the
+five matmuls of the backward and nothing twice:
+    s = k q^T,  dv += p^T do,  dp = do v^T,  dk += ds^T q,  dq += ds k      (ds = p * (dp - delta))
+with delta = rowsum(do * o). dq is shared between key blocks, so each program adds its share into
+an fp32 buffer with atomics (as FlashAttention-2 does) instead of a second kernel recomputing s
+and dp. As in forward, the query blocks wholly after the key block run unmasked; only the
+diagonal and the ragged end are masked.
+
+Exponentials are base 2 (exp2 is the native instruction): scores are scaled by sm_scale*LOG2E
 and the saved logsumexp is in log2 units. Matmul inputs are the input dtype (fp16/bf16 tensor
 cores) with fp32 accumulation; softmax statistics are fp32. Under TRITON_INTERPRET=1 (CPU) the
 kernels compute in fp32 after every load instead (bf16 arithmetic is broken in the interpreter),
@@ -29,7 +35,15 @@ import triton.language as tl
 
 from kernels import INTERPRET, cast
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) == exp2(x * LOG2E)
+
+
+@triton.jit
+def _may_see(q_pos, k_pos, T):
+    """The one causal rule of all three kernels: query q_pos sees key k_pos iff k_pos <= q_pos and
+    the key exists. Padding queries past T see every real key, so their (discarded) softmax row
+    stays finite and their zero do contributes nothing."""
+    return (k_pos <= q_pos) & (k_pos < T)
 
 # -----------------------------------------------------------------------------
 # forward
@@ -40,8 +54,12 @@ def _fwd_configs():
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
     # BLOCK_M must be a multiple of BLOCK_N: the unmasked stage ends exactly at the diagonal
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm, bn, w, s in [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 32, 4, 4),
-                                 (64, 64, 4, 3), (64, 32, 4, 4)]]
+            for bm, bn, w, s in FWD_TILES]
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages): every one compiles for sm_90a at head dims 64 and 128
+# without register spills and with wgmma (tests/test_kernels_compile.py)
+FWD_TILES = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 32, 4, 4), (64, 64, 4, 3), (64, 32, 4, 4)]
 
 
 @triton.jit
@@ -58,8 +76,7 @@ def _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, o
             kt = tl.load(kt_ptrs).to(DOT)
         s = tl.dot(q, kt) * qk_scale  # (BLOCK_M, BLOCK_N) scores in log2 units
         if MASKED:
-            keep = (offs_m[:, None] >= offs_n[None, :]) & (offs_n[None, :] < T)
-            s = tl.where(keep, s, float("-inf"))
+            s = tl.where(_may_see(offs_m[:, None], offs_n[None, :], T), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.math.exp2(s - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)  # rescales what was accumulated under the old max
@@ -99,7 +116,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634
+    qk_scale = sm_scale * LOG2E
     # stage 1: key blocks wholly before this query block, no masking needed
     diag = start_m * BLOCK_M
     acc, m_i, l_i = _fwd_inner(acc, m_i, l_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d,
@@ -118,25 +135,70 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,
 # backward
 
 
+# (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). A program owns BLOCK_N keys and walks
+# BLOCK_M queries at a time, so these tiles are the transpose of forward's: large BLOCK_N (the
+# dk, dv accumulators), small BLOCK_M (the streamed q, do). BLOCK_N must be a multiple of BLOCK_M
+# (the masked diagonal stage is whole query blocks). Pruned to the tiles that compile for sm_90a
+# at head dims 64 and 128 without register spills (tests/test_kernels_compile.py).
+BWD_TILES = [(64, 128, 8, 2), (64, 64, 4, 2), (32, 128, 8, 2), (32, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 2)]
+
+
 def _bwd_configs():
     if INTERPRET:
-        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64})]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm, bn, w, s in [(32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 3),
-                                 (64, 64, 8, 2), (128, 64, 8, 2)]]
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 64})]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in BWD_TILES]
 
 
-@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"])
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, sm_scale,
-                   stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
-                   stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
-                   stride_dkb, stride_dkh, stride_dkt, stride_dvb, stride_dvh, stride_dvt,
-                   H, T, GROUP,
-                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   INTERPRETED: tl.constexpr = INTERPRET):
+def _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base, stride_qt, stride_dot, stride_dqt,
+               offs_n, offs_d, lo, hi, T, qk_scale, sm_scale,
+               MASKED: tl.constexpr, BLOCK_M: tl.constexpr, DOT: tl.constexpr, IN: tl.constexpr,
+               INTERPRETED: tl.constexpr):
+    for start_m in range(lo, hi, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        qt_ptrs = q_base + offs_m[None, :] * stride_qt + offs_d[:, None]    # (D, BLOCK_M): q transposed
+        do_ptrs = do_base + offs_m[:, None] * stride_dot + offs_d[None, :]  # (BLOCK_M, D)
+        dq_ptrs = dq_base + offs_m[:, None] * stride_dqt + offs_d[None, :]  # (BLOCK_M, D), fp32
+        if MASKED:
+            in_m = offs_m < T
+            qt = tl.load(qt_ptrs, mask=in_m[None, :], other=0.0).to(DOT)
+            do = tl.load(do_ptrs, mask=in_m[:, None], other=0.0).to(DOT)
+            lse = tl.load(lse_base + offs_m, mask=in_m, other=0.0)
+            delta = tl.load(delta_base + offs_m, mask=in_m, other=0.0)
+        else:
+            qt = tl.load(qt_ptrs).to(DOT)
+            do = tl.load(do_ptrs).to(DOT)
+            lse = tl.load(lse_base + offs_m)
+            delta = tl.load(delta_base + offs_m)
+        st = tl.dot(k, qt) * qk_scale  # 1. (BLOCK_N, BLOCK_M) scores, transposed, log2 units
+        pt = tl.math.exp2(st - lse[None, :])
+        if MASKED:
+            pt = tl.where(_may_see(offs_m[None, :], offs_n[:, None], T), pt, 0.0)
+        dv = tl.dot(cast(pt, IN, INTERPRETED).to(DOT), do, dv)  # 2.
+        dpt = tl.dot(v, tl.trans(do))  # 3. (BLOCK_N, BLOCK_M)
+        dst = cast(pt * (dpt - delta[None, :]), IN, INTERPRETED).to(DOT)
+        dk = tl.dot(dst, tl.trans(qt), dk)  # 4.
+        dq = tl.dot(tl.trans(dst), k) * sm_scale  # 5. (BLOCK_M, D): this key block's share of dq
+        if MASKED:
+            tl.atomic_add(dq_ptrs, dq, mask=in_m[:, None], sem="relaxed")
+        else:
+            tl.atomic_add(dq_ptrs, dq, sem="relaxed")
+    return dk, dv
+
+
+@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"], reset_to_zero=["DQ"])
+@triton.jit
+def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, sm_scale,
+              stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+              stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
+              stride_dqb, stride_dqh, stride_dqt, stride_dkb, stride_dkh, stride_dkt,
+              stride_dvb, stride_dvh, stride_dvt,
+              H, T, GROUP,
+              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              INTERPRETED: tl.constexpr = INTERPRET):
     """One program per (key block, batch, key head): dk and dv stay in registers while it sweeps
-    every query block (of every query head in the GQA group) that can see these keys."""
+    every query block (of every query head in the GQA group) that can see these keys; dq (fp32,
+    zeroed) receives each block's share by atomic add."""
     IN: tl.constexpr = Q.dtype.element_ty
     DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
     bk = tl.program_id(0)
@@ -145,84 +207,39 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, sm_scale,
     b, hk = bk // HKV, bk % HKV
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
+    in_n = offs_n[:, None] < T
     k = tl.load(K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
-                + offs_n[:, None] * stride_kt + offs_d[None, :], mask=offs_n[:, None] < T, other=0.0).to(DOT)
+                + offs_n[:, None] * stride_kt + offs_d[None, :], mask=in_n, other=0.0).to(DOT)
     v = tl.load(V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
-                + offs_n[:, None] * stride_vt + offs_d[None, :], mask=offs_n[:, None] < T, other=0.0).to(DOT)
+                + offs_n[:, None] * stride_vt + offs_d[None, :], mask=in_n, other=0.0).to(DOT)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634
+    qk_scale = sm_scale * LOG2E
+    # queries before start_n see none of these keys. [start_n, start_n + BLOCK_N) is the diagonal
+    # (masked); after it come whole query blocks that see every key here (unmasked) and at most
+    # one ragged block ending at T (masked for the bound only)
+    diag_end = tl.minimum(start_n + BLOCK_N, T)
+    bulk_end = diag_end + (T - diag_end) // BLOCK_M * BLOCK_M
     for g in range(GROUP):
         h = hk * GROUP + g
         q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
         do_base = DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh
+        dq_base = DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh
         row_base = (b * H + h).to(tl.int64) * T
-        # queries before start_n cannot see any of these keys (causal): start there
-        for start_m in range(start_n, T, BLOCK_M):
-            offs_m = start_m + tl.arange(0, BLOCK_M)
-            in_m = offs_m < T
-            qt = tl.load(q_base + offs_m[None, :] * stride_qt + offs_d[:, None], mask=in_m[None, :], other=0.0).to(DOT)
-            do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :], mask=in_m[:, None], other=0.0).to(DOT)
-            lse = tl.load(LSE + row_base + offs_m, mask=in_m, other=0.0)
-            delta = tl.load(DELTA + row_base + offs_m, mask=in_m, other=0.0)
-            st = tl.dot(k, qt) * qk_scale  # (BLOCK_N, BLOCK_M) scores, transposed
-            keep = (offs_m[None, :] >= offs_n[:, None]) & in_m[None, :]
-            pt = tl.where(keep, tl.math.exp2(st - lse[None, :]), 0.0)
-            dv = tl.dot(cast(pt, IN, INTERPRETED).to(DOT), do, dv)
-            dpt = tl.dot(v, tl.trans(do))  # (BLOCK_N, BLOCK_M)
-            dst = pt * (dpt - delta[None, :])
-            dk = tl.dot(cast(dst, IN, INTERPRETED).to(DOT), tl.trans(qt), dk)
+        dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
+                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, start_n, diag_end, T,
+                            qk_scale, sm_scale, True, BLOCK_M, DOT, IN, INTERPRETED)
+        dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
+                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, diag_end, bulk_end, T,
+                            qk_scale, sm_scale, False, BLOCK_M, DOT, IN, INTERPRETED)
+        dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
+                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, bulk_end, T, T,
+                            qk_scale, sm_scale, True, BLOCK_M, DOT, IN, INTERPRETED)
     dk = dk * sm_scale
-    in_n = offs_n[:, None] < T
     tl.store(DK + b.to(tl.int64) * stride_dkb + hk.to(tl.int64) * stride_dkh + offs_n[:, None] * stride_dkt
              + offs_d[None, :], cast(dk, DK.dtype.element_ty, INTERPRETED), mask=in_n)
     tl.store(DV + b.to(tl.int64) * stride_dvb + hk.to(tl.int64) * stride_dvh + offs_n[:, None] * stride_dvt
              + offs_d[None, :], cast(dv, DV.dtype.element_ty, INTERPRETED), mask=in_n)
-
-
-@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"])
-@triton.jit
-def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, sm_scale,
-                 stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
-                 stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
-                 stride_dqb, stride_dqh, stride_dqt,
-                 H, T, GROUP,
-                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 INTERPRETED: tl.constexpr = INTERPRET):
-    """One program per (query block, batch, head): dq accumulates over the visible key blocks."""
-    IN: tl.constexpr = Q.dtype.element_ty
-    DOT: tl.constexpr = tl.float32 if INTERPRETED else IN
-    bh = tl.program_id(0)
-    start_m = (tl.num_programs(1) - 1 - tl.program_id(1)) * BLOCK_M  # heaviest blocks first, as in forward
-    b, h = bh // H, bh % H
-    hk = h // GROUP
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    in_m = offs_m < T
-    q = tl.load(Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh + offs_m[:, None] * stride_qt
-                + offs_d[None, :], mask=in_m[:, None], other=0.0).to(DOT)
-    do = tl.load(DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh + offs_m[:, None] * stride_dot
-                 + offs_d[None, :], mask=in_m[:, None], other=0.0).to(DOT)
-    lse = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=in_m, other=0.0)
-    delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=in_m, other=0.0)
-    k_base = K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
-    v_base = V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634
-    for start_n in range(0, tl.minimum(start_m + BLOCK_M, T), BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        in_n = offs_n < T
-        kt = tl.load(k_base + offs_n[None, :] * stride_kt + offs_d[:, None], mask=in_n[None, :], other=0.0).to(DOT)
-        vt = tl.load(v_base + offs_n[None, :] * stride_vt + offs_d[:, None], mask=in_n[None, :], other=0.0).to(DOT)
-        s = tl.dot(q, kt) * qk_scale
-        keep = (offs_m[:, None] >= offs_n[None, :]) & in_n[None, :]
-        p = tl.where(keep, tl.math.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, vt)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(cast(ds, IN, INTERPRETED).to(DOT), tl.trans(kt), dq)
-    dq = dq * sm_scale
-    tl.store(DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh + offs_m[:, None] * stride_dqt
-             + offs_d[None, :], cast(dq, DQ.dtype.element_ty, INTERPRETED), mask=in_m[:, None])
 
 # -----------------------------------------------------------------------------
 # autograd Function and the public entry point
@@ -254,14 +271,14 @@ class FlashAttentionFunction(torch.autograd.Function):
         if do.stride(-1) != 1:
             do = do.contiguous()
         delta = (o.float() * do.float()).sum(-1)  # (B, H, T): rowsum(do * o), the softmax-backward term
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        grid_kv = lambda meta: (B * k.shape[1], triton.cdiv(T, meta["BLOCK_N"]))
-        _attn_bwd_dkdv[grid_kv](q, k, v, do, lse, delta, dk, dv, ctx.sm_scale, *_strides(q), *_strides(k),
-                                *_strides(v), *_strides(do), *_strides(dk), *_strides(dv), H, T, GROUP, HEAD_DIM=D)
-        grid_q = lambda meta: (B * H, triton.cdiv(T, meta["BLOCK_M"]))
-        _attn_bwd_dq[grid_q](q, k, v, do, lse, delta, dq, ctx.sm_scale, *_strides(q), *_strides(k), *_strides(v),
-                             *_strides(do), *_strides(dq), H, T, GROUP, HEAD_DIM=D)
-        return dq, dk, dv, None
+        # dq is summed over key blocks by atomics: an fp32 buffer in q's layout, zeroed
+        dq = torch.zeros_like(q, dtype=torch.float32)
+        dk, dv = torch.empty_like(k), torch.empty_like(v)
+        grid = lambda meta: (B * k.shape[1], triton.cdiv(T, meta["BLOCK_N"]))
+        _attn_bwd[grid](q, k, v, do, lse, delta, dq, dk, dv, ctx.sm_scale, *_strides(q), *_strides(k),
+                        *_strides(v), *_strides(do), *_strides(dq), *_strides(dk), *_strides(dv), H, T, GROUP,
+                        HEAD_DIM=D)
+        return dq.to(q.dtype), dk, dv, None
 
 
 def flash_attention(q, k, v, sm_scale=None):
