@@ -55,28 +55,16 @@ class LocalModel:
     """A checkpoint directory (HF Llama layout + tokenizer.tiktoken) run with model.py."""
 
     def __init__(self, ckpt, device=None, backend=None):
-        import torch
-        from model import Transformer
-        from prepare.tokenizer import load_tokenizer
-        tok = Path(ckpt) / "tokenizer.tiktoken"
-        if not tok.is_file():
-            raise SystemExit(f"{tok}: not found (a checkpoint for eval needs its tokenizer.tiktoken)")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.model = Transformer.from_pretrained(str(ckpt), backend=backend, dtype=dtype, device=self.device).eval()
-        self.enc = load_tokenizer(tok)
-        self.eos = self.enc.encode_single_token("<|endoftext|>")
-        self.block = self.model.config.block_size
+        from sample import load_checkpoint  # the one loader: weights, tokenizer, which tokens end generation
+        self.ck = load_checkpoint(ckpt, device=device, backend=backend)
         self.name = str(ckpt)
 
     def complete(self, prompts: list[str], stop: list[str], max_new_tokens: int) -> list[str]:
-        ids = [self.enc.encode_ordinary(p) for p in prompts]
-        room = max(1, self.block - max_new_tokens)
+        ids = [self.ck.encode(p) for p in prompts]
+        room = max(1, self.ck.block_size - max_new_tokens)
         ids = [x[-room:] if len(x) > room else x for x in ids]  # keep the end: it is what gets continued
-        ids = [x or [self.eos] for x in ids]
-        outs = self.model.generate(ids, max_new_tokens, temperature=0.0, stop=stop, decode=self.enc.decode,
-                                   eos_id=self.eos)
-        return [self.enc.decode(o) for o in outs]
+        outs = self.ck.generate(ids, max_new_tokens, temperature=0.0, stop=stop)
+        return [self.ck.decode(o) for o in outs]
 
 
 class ApiModel:

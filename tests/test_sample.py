@@ -1,10 +1,13 @@
-"""sample.py: nanoGPT-style sampling and the OpenAI-compatible server, run for real on loopback:
-`sample.py --serve` as a subprocess with a tiny random model, answers compared with model.generate."""
+"""sample.py: the checkpoint loader, the continuous-batching engine and the OpenAI-compatible
+server, run for real: `sample.py --serve` as a subprocess on loopback with a tiny random model,
+spoken to by the official `openai` client and by raw HTTP. The reference for every answer is an
+independent one: a full forward pass of model.Transformer with no KV cache, token by token."""
 import http.client
 import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +20,7 @@ from model import ModelConfig, Transformer
 import sample
 
 ROOT_DIR = sample.Path(sample.__file__).resolve().parent
+BLOCK = ModelConfig.from_preset("tiny").block_size
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +32,41 @@ def ckpt(tmp_path_factory, tiny_tokenizer_path):
     return d
 
 
+@pytest.fixture(scope="module")
+def ref(ckpt):
+    """The same checkpoint in this process, and the no-cache reference computations."""
+    ck = sample.load_checkpoint(ckpt, device="cpu", name="tiny")
+
+    class Ref:
+        enc = ck.enc
+        stop_ids = {ck.enc.encode_single_token(s) for s in ck.enc.special_tokens_set}
+
+        @staticmethod
+        def ids(prompt):
+            return prompt if isinstance(prompt, list) else (ck.enc.encode_ordinary(prompt) or [ck.eot_id])
+
+        @staticmethod
+        @torch.no_grad()
+        def logprobs(ids):  # (T, vocab): row t is the distribution of token t+1
+            return torch.log_softmax(ck.model(torch.tensor([ids]))[0][0].float(), dim=-1)
+
+        @classmethod
+        def greedy(cls, prompt, n):
+            ids, out = list(cls.ids(prompt)), []
+            for _ in range(n):
+                t = int(cls.logprobs(ids + out)[-1].argmax())
+                if t in cls.stop_ids:
+                    break
+                out.append(t)
+            return out
+    Ref.ck = ck
+    return Ref
+
+
 def start_server(ckpt, *extra):
     """sample.py --serve --port 0 in a subprocess; returns (proc, port) once it listens."""
     proc = subprocess.Popen([sys.executable, str(ROOT_DIR / "sample.py"), "--ckpt", str(ckpt), "--serve",
-                             "--port", "0", "--model-name", "tiny", *extra],
+                             "--port", "0", "--model-name", "tiny", "--device", "cpu", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT_DIR)
     t0 = time.time()
     while time.time() - t0 < 60:
@@ -47,7 +82,7 @@ def start_server(ckpt, *extra):
 
 @pytest.fixture(scope="module")
 def server(ckpt):
-    proc, port = start_server(ckpt)
+    proc, port = start_server(ckpt, "--max-batch", "4")
     yield proc, port
     if proc.poll() is None:
         proc.kill()
@@ -55,16 +90,9 @@ def server(ckpt):
 
 
 @pytest.fixture(scope="module")
-def reference(ckpt):
-    """The same checkpoint in this process: what the server must answer, greedy."""
-    model = Transformer.from_pretrained(str(ckpt)).eval()
-    from prepare.tokenizer import load_tokenizer
-    enc = load_tokenizer(ckpt / "tokenizer.tiktoken")
-
-    def greedy(prompt, n: int) -> tuple[list[int], list[int]]:
-        ids = prompt if isinstance(prompt, list) else enc.encode(prompt, allowed_special="all")
-        return ids, model.generate([ids], n, temperature=0.0, eos_id=enc.eot_token)[0]
-    return model, enc, greedy
+def client(server):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{server[1]}/v1", api_key="none", max_retries=0, timeout=60)
 
 
 def post(port, path, body=None, raw=None, headers=None, timeout=60):
@@ -93,121 +121,316 @@ PROMPTS = ["def add(a, b):\n    return", "import os\n", "class Stack:\n    def _
            "x = [1, 2, 3]\n"]
 
 
-def test_cli_sample_is_greedy_generate(ckpt, reference, capsys):
-    _, enc, greedy = reference
+# -----------------------------------------------------------------------------
+# the loader and the engine, in process
+
+def test_token_rules(ref, ckpt):
+    ck = ref.ck
+    assert ck.encode("a <|endoftext|> b") == ck.enc.encode_ordinary("a <|endoftext|> b")  # text, not the token
+    assert ck.eot_id not in ck.encode("a <|endoftext|> b")
+    assert ck.encode("") == [ck.eot_id]
+    assert ck.stop_ids == {ck.enc.encode_single_token(s) for s in
+                           ("<|endoftext|>", "<repo_name>", "<file_sep>", "<|pad|>")}
+    # a model that wants to say <file_sep> first: generation ends there, the token is not output
+    other = sample.load_checkpoint(ckpt, device="cpu")
+    fsep = other.enc.encode_single_token("<file_sep>")
+    head = torch.nn.Linear(other.model.config.n_embd, other.model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(other.model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[fsep] = 1e4
+    assert other.generate([other.encode(PROMPTS[0])], 8) != [[]]
+    other.model.lm_head = head
+    assert other.generate([other.encode(PROMPTS[0])], 8) == [[]]
+
+
+def test_engine_matches_full_forward_with_slot_reuse_and_compaction(ref):
+    """7 rows through 3 KV-cache slots and a small capacity: rows join as others leave, the cache
+    is compacted, and every greedy answer is the no-cache reference's."""
+    ck = ref.ck
+    prompts = [ref.ids(p) for p in PROMPTS] + [ref.ids("y = 2\n" * 5)]
+    eng = sample.Engine(ck, slots=3, max_len=48)
+    rows = [sample.Row(prompt=p, max_tokens=min(6 + 5 * i, 48 - len(p))) for i, p in enumerate(prompts)]
+    eng.submit(rows)
+    while eng.busy():
+        eng.step()
+    assert eng.stats["compactions"] >= 1 and eng.stats["prefills"] == len(rows)
+    for r in rows:
+        assert r.out == ref.greedy(r.prompt, r.max_tokens)
+        assert r.finish == ("length" if len(r.out) == r.max_tokens else "stop")
+        assert r.text == ref.enc.decode(r.out)
+
+
+def test_seeded_rows_do_not_depend_on_their_neighbours(ref):
+    ck = ref.ck
+    p = ref.ids(PROMPTS[0])
+    alone = ck.generate([p], 12, temperature=1.0, seed=7)[0]
+    eng = sample.Engine(ck, slots=4, max_len=64)
+    rows = [sample.Row(prompt=p, max_tokens=12, temperature=1.0, seed=7),
+            sample.Row(prompt=ref.ids(PROMPTS[1]), max_tokens=20, temperature=0.7, top_p=0.5),
+            sample.Row(prompt=ref.ids(PROMPTS[2]), max_tokens=5)]
+    eng.submit(rows)
+    while eng.busy():
+        eng.step()
+    assert rows[0].out == alone and len(alone) > 0
+    assert rows[2].out == ref.greedy(rows[2].prompt, 5)
+    assert ck.generate([p], 12, temperature=1.0, seed=8)[0] != alone
+
+
+def test_cli_sample_is_greedy(ckpt, ref, capsys):
     sample.main(["--ckpt", str(ckpt), "--prompt", PROMPTS[0], "--max-new-tokens", "12", "--temperature", "0",
                  "--num-samples", "2", "--device", "cpu"])
     out = capsys.readouterr().out
-    _, new = greedy(PROMPTS[0], 12)
-    expected = PROMPTS[0] + enc.decode(new)
+    expected = PROMPTS[0] + ref.enc.decode(ref.greedy(PROMPTS[0], 12))
     assert out.count(expected + "\n---------------\n") == 2
 
 
-def test_context_override_runs_past_the_trained_length(ckpt, reference):
-    model, enc, _ = reference
-    block = ModelConfig.from_preset("tiny").block_size
-    eng = sample.load_engine(str(ckpt), context=2 * block, name="t")
-    assert eng.block_size == 2 * block and eng.name == "t"
-    prompt = (enc.encode("x = 1\n") * block)[:block + 10]  # longer than the trained context
-    new = eng.generate([prompt], 8, temperature=0.0)[0]
-    assert len(new) == 8 and all(0 <= t < enc.n_vocab for t in new)
+def test_context_override_runs_past_the_trained_length(ckpt, ref):
+    ck = sample.load_checkpoint(str(ckpt), device="cpu", context=2 * BLOCK, name="t")
+    assert ck.block_size == 2 * BLOCK and ck.name == "t"
+    prompt = (ref.enc.encode("x = 1\n") * BLOCK)[:BLOCK + 10]  # longer than the trained context
+    new = ck.generate([prompt], 8)[0]
+    assert new == ref.greedy(prompt, 8) and len(new) == 8
 
 
-def test_models_endpoint(server, ckpt):
+def test_static_batching_waits_and_continuous_does_not(ref):
+    """A short request sent while a long one runs: continuous batching answers it at once; static
+    batching only after the long one has finished. In-process servers, real HTTP."""
+    order = {}
+    for static in (False, True):
+        httpd = sample.make_server(ref.ck, cfg=sample.ServeConfig(max_batch=4, static=static))
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        port, done = httpd.server_address[1], []
+        try:
+            long = threading.Thread(target=lambda: done.append(("long", post(port, "/v1/completions", {
+                "prompt": [1, 2, 3], "max_tokens": BLOCK - 3, "temperature": 0, "stop": "\x00"})[0])))
+            long.start()
+            t0 = time.time()
+            while httpd.engine.stats["tokens"] < 3 and time.time() - t0 < 30:
+                time.sleep(0.005)
+            done.append(("short", post(port, "/v1/completions", {"prompt": "x", "max_tokens": 2})[0]))
+            long.join(timeout=60)
+        finally:
+            httpd.shutdown()
+            httpd.stop_engine()
+            httpd.server_close()
+        assert [s for _, s in done] == [200, 200]
+        order[static] = [name for name, _ in done]
+    assert order == {False: ["short", "long"], True: ["long", "short"]}
+
+
+# -----------------------------------------------------------------------------
+# the server, with the official openai client
+
+def test_models_endpoint(server, client):
     _, port = server
     status, body = get(port, "/v1/models")
-    assert status == 200 and body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == ["tiny"]
-    assert body["data"][0]["max_model_len"] == ModelConfig.from_preset("tiny").block_size
+    assert status == 200 and body["object"] == "list" and body["data"][0]["max_model_len"] == BLOCK
+    assert [m.id for m in client.models.list().data] == ["tiny"]
 
 
-def test_concurrent_clients_get_their_own_greedy_answers(server, reference):
-    """Six clients at once (so the worker batches them, with different prompt lengths): each answer
-    is what model.generate gives for that prompt alone, with the right usage counts."""
+def test_completions_greedy_n_and_usage(client, ref):
+    r = client.completions.create(model="tiny", prompt=PROMPTS[:2], max_tokens=10, temperature=0, n=2)
+    assert [c.index for c in r.choices] == [0, 1, 2, 3]
+    want = [ref.enc.decode(ref.greedy(p, 10)) for p in PROMPTS[:2]]
+    assert [c.text for c in r.choices] == [want[0], want[0], want[1], want[1]]
+    n_prompt = sum(len(ref.ids(p)) for p in PROMPTS[:2])
+    n_out = 2 * sum(len(ref.greedy(p, 10)) for p in PROMPTS[:2])
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (n_prompt, n_out, n_prompt + n_out)
+
+
+def test_concurrent_clients_get_their_own_greedy_answers(server, ref):
+    """Clients at once, with different prompt lengths and limits, some as token ids, one 6 tokens
+    short of the context (its answer is cut to 6 tokens; its neighbours' are not)."""
     _, port = server
-    _, enc, greedy = reference
-    block = ModelConfig.from_preset("tiny").block_size
-    # plus a prompt 6 tokens short of the context: its answer is cut to 6 tokens, and batching it
-    # must not cut its neighbours' answers too
-    long = (enc.encode("y = x + 1\n") * block)[:block - 6]  # a prompt may be token ids
-    prompts = PROMPTS + [long]
+    long = (ref.enc.encode("y = x + 1\n") * BLOCK)[:BLOCK - 6]
+    prompts = PROMPTS + [long, ref.ids(PROMPTS[0])]
     results = [None] * len(prompts)
 
-    def client(i):
-        results[i] = post(port, "/v1/completions", {"model": "tiny", "prompt": prompts[i], "max_tokens": 16,
-                                                   "temperature": 0})
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+    def call(i):
+        results[i] = post(port, "/v1/completions", {"model": "tiny", "prompt": prompts[i],
+                                                   "max_tokens": 8 + 3 * i, "temperature": 0})
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    for p, (status, body) in zip(prompts, results):
+    for i, (p, (status, body)) in enumerate(zip(prompts, results)):
         assert status == 200, body
-        limit = min(16, block - len(p)) if isinstance(p, list) else 16
-        ids, new = greedy(p, limit)
+        limit = min(8 + 3 * i, BLOCK - len(ref.ids(p)))
+        new = ref.greedy(p, limit)
         ch = body["choices"][0]
-        assert ch["text"] == enc.decode(new)
+        assert ch["text"] == ref.enc.decode(new)
         assert ch["finish_reason"] == ("length" if len(new) == limit else "stop")
-        assert body["usage"] == {"prompt_tokens": len(ids), "completion_tokens": len(new),
-                                 "total_tokens": len(ids) + len(new)}
-    # a list of prompts and n: choices in prompt-major order, greedy copies identical
-    status, body = post(port, "/v1/completions", {"prompt": PROMPTS[:2], "n": 2, "max_tokens": 8,
-                                                  "temperature": 0})
-    assert status == 200
-    texts = [c["text"] for c in body["choices"]]
-    assert texts == [enc.decode(greedy(PROMPTS[0], 8)[1])] * 2 + [enc.decode(greedy(PROMPTS[1], 8)[1])] * 2
-    assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
 
 
-def test_stop_strings_are_honoured(server, reference):
-    _, port = server
-    _, enc, greedy = reference
-    full = enc.decode(greedy(PROMPTS[3], 24)[1])
-    stop = full[5:7]  # a piece of what the model will say
-    assert len(stop) == 2
-    status, body = post(port, "/v1/completions", {"prompt": PROMPTS[3], "max_tokens": 24, "temperature": 0,
-                                                  "stop": [stop, "\x00never"]})
-    assert status == 200
-    ch = body["choices"][0]
-    assert ch["text"] == full[:full.find(stop)] and ch["finish_reason"] == "stop"
-    assert body["usage"]["completion_tokens"] < 24  # generation itself stopped early
+def test_streaming_completions_and_chat(client, ref):
+    full = client.completions.create(model="tiny", prompt=PROMPTS[3], max_tokens=20, temperature=0)
+    chunks = list(client.completions.create(model="tiny", prompt=PROMPTS[3], max_tokens=20, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == full.choices[0].text == ref.enc.decode(ref.greedy(PROMPTS[3], 20))
+    assert len([c for c in chunks if c.choices]) > 2  # it really came in pieces
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == full.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+
+    msgs = [{"role": "developer", "content": "You write Python."}, {"role": "user", "content": "Sort a list."}]
+    whole = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=0)
+    prompt = sample.render_chat(msgs)
+    assert prompt.startswith("### System\nYou write Python.")
+    want = ref.enc.decode(ref.greedy(prompt, 12))
+    cut = min((want.find(s) for s in sample.CHAT_STOP if s in want), default=len(want))
+    assert whole.choices[0].message.content == want[:cut] and whole.object == "chat.completion"
+    parts = list(client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=0,
+                                                stream=True))
+    assert parts[0].choices[0].delta.role == "assistant"
+    assert "".join(p.choices[0].delta.content or "" for p in parts) == want[:cut]
+    assert parts[-1].choices[0].finish_reason in ("stop", "length")
 
 
-def test_chat_renders_template(server, reference):
-    _, port = server
-    _, enc, greedy = reference
-    msgs = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "Sort a list."}]
-    status, body = post(port, "/v1/chat/completions", {"model": "tiny", "messages": msgs, "max_tokens": 10,
-                                                       "temperature": 0})
-    assert status == 200 and body["object"] == "chat.completion"
-    text = enc.decode(greedy(sample.render_chat(msgs), 10)[1])
-    cut = min((text.find(s) for s in sample.CHAT_STOP if s in text), default=len(text))
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": text[:cut]}
+def test_stop_strings_streamed_and_not(client, ref):
+    full = ref.enc.decode(ref.greedy(PROMPTS[3], 24))
+    stop = full[5:8]
+    want = full[:full.find(stop)]
+    for stream in (False, True):
+        r = client.completions.create(model="tiny", prompt=PROMPTS[3], max_tokens=24, temperature=0,
+                                      stop=[stop, "\x00never"], stream=stream)
+        chs = list(r) if stream else [r]
+        assert "".join(c.choices[0].text for c in chs) == want  # no piece of the stop string leaks out
+        assert chs[-1].choices[0].finish_reason == "stop"
+    assert r is not None and client.completions.create(model="tiny", prompt=PROMPTS[3], max_tokens=24, temperature=0,
+                                                       stop=stop).usage.completion_tokens < 24
 
 
-def test_errors_are_json_4xx_and_server_keeps_serving(server):
+def test_seed_reproducible_and_choices_differ(client):
+    kw = dict(model="tiny", prompt=PROMPTS[1], max_tokens=12, temperature=1.0, n=3, seed=11)
+    a = [c.text for c in client.completions.create(**kw).choices]
+    b = [c.text for c in client.completions.create(**kw).choices]
+    assert a == b and len(set(a)) > 1
+
+
+def test_logprobs_are_the_models_log_softmax(client, ref):
+    k = 3
+    r = client.completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=8, temperature=0, logprobs=k)
+    lp = r.choices[0].logprobs
+    ids = ref.ids(PROMPTS[0])
+    new = ref.greedy(PROMPTS[0], 8)
+    full = ref.logprobs(ids + new)
+    assert len(lp.tokens) == len(new) == len(lp.token_logprobs) == len(lp.top_logprobs)
+    offset = 0
+    for i, t in enumerate(new):
+        row = full[len(ids) - 1 + i]
+        assert lp.token_logprobs[i] == pytest.approx(float(row[t]), abs=1e-4)
+        assert lp.tokens[i] == ref.enc.decode_single_token_bytes(t).decode("utf-8", errors="replace")
+        top = sorted(lp.top_logprobs[i].values(), reverse=True)
+        assert top[:k] == pytest.approx(row.topk(k).values.tolist(), abs=1e-4)  # greedy: the chosen one is top
+        assert lp.text_offset[i] == offset
+        offset += len(lp.tokens[i])
+    # the same through streaming, and the chat format
+    chunks = list(client.completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=8, temperature=0,
+                                            logprobs=k, stream=True))
+    streamed = [x for c in chunks for x in (c.choices[0].logprobs.token_logprobs if c.choices[0].logprobs else [])]
+    assert streamed == pytest.approx(lp.token_logprobs, abs=1e-6)
+    msgs = [{"role": "user", "content": "hi"}]
+    ch = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=5, temperature=0, logprobs=True,
+                                        top_logprobs=2)
+    content = ch.choices[0].logprobs.content
+    cids = ref.ids(sample.render_chat(msgs))
+    cnew = ref.greedy(cids, 5)
+    cfull = ref.logprobs(cids + cnew)
+    assert len(content) == len(cnew) and all(len(c.top_logprobs) == 2 for c in content)
+    for i, c in enumerate(content):
+        assert c.logprob == pytest.approx(float(cfull[len(cids) - 1 + i][cnew[i]]), abs=1e-4)
+        assert bytes(c.bytes) == ref.enc.decode_single_token_bytes(cnew[i])
+
+
+def test_loglikelihood_echo_max_tokens_0(client, ref):
+    """lm-eval-harness's local-completions query: token-id prompts (a list of lists), echo,
+    logprobs, max_tokens=0. Each prompt logprob must be the model's own log-softmax on those
+    tokens; the first is null."""
+    batch = [ref.enc.encode_ordinary(p) for p in PROMPTS[:3]] + [[ref.ck.eot_id] * 2 + [5, 6, 7]]
+    r = client.completions.create(model="tiny", prompt=batch, max_tokens=0, echo=True, logprobs=1, temperature=0)
+    assert len(r.choices) == len(batch)
+    for ids, ch in zip(batch, r.choices):
+        lp = ch.logprobs
+        assert ch.text == ref.enc.decode(ids) and ch.finish_reason == "length"
+        assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None and len(lp.token_logprobs) == len(ids)
+        full = ref.logprobs(ids)
+        want = [float(full[i - 1][ids[i]]) for i in range(1, len(ids))]
+        assert lp.token_logprobs[1:] == pytest.approx(want, abs=1e-4)
+        for i in range(1, len(ids)):  # is_greedy, as the harness computes it, is answerable
+            assert max(lp.top_logprobs[i].values()) == pytest.approx(float(full[i - 1].max()), abs=1e-4)
+    assert r.usage.completion_tokens == 0
+    # echo with generation: the prompt part, then the completion, offsets continuous
+    e = client.completions.create(model="tiny", prompt=PROMPTS[1], max_tokens=4, echo=True, logprobs=0,
+                                  temperature=0).choices[0]
+    new = ref.greedy(PROMPTS[1], 4)
+    assert e.text == PROMPTS[1] + ref.enc.decode(new)
+    assert len(e.logprobs.tokens) == len(ref.ids(PROMPTS[1])) + len(new)
+    assert e.logprobs.text_offset[len(ref.ids(PROMPTS[1]))] == len(PROMPTS[1])
+
+
+def test_errors_are_openai_4xx_and_server_keeps_serving(server, client):
+    openai = pytest.importorskip("openai")
     proc, port = server
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-4", prompt="x")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="tiny", prompt="def f():\n" * 400)
+    assert e.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="tiny", prompt="x", max_tokens=0)  # 0 only with echo
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=[{"role": "wizard", "content": "x"}])
     cases = [
-        (dict(raw=b'{"prompt": "x", '), 400, None),                                   # malformed JSON
-        (dict(body={"model": "gpt-4", "prompt": "x"}), 404, "model_not_found"),     # unknown model
-        (dict(body={"prompt": "def f():\n" * 400}), 400, "context_length_exceeded"),  # longer than context
-        (dict(body={"prompt": "x", "temperature": "hot"}), 400, None),              # bad field
-        (dict(body={"prompt": "x", "max_tokens": 0}), 400, None),
-        (dict(body={"prompt": ""}), 400, None),
-        (dict(body={"messages": []}, path="/v1/chat/completions"), 400, None),
-        (dict(body={"prompt": "x"}, path="/v1/nowhere"), 404, None),
-        (dict(raw=b"{}", headers={"Content-Length": str(10 ** 8)}), 413, None),     # body too large
+        (dict(raw=b'{"prompt": "x", '), 400),                                  # malformed JSON
+        (dict(raw=b'{"prompt": "x", "temperature": NaN}'), 400),               # NaN is not JSON
+        (dict(raw=b'{"prompt": ' + b"[" * 50000 + b"]" * 50000 + b"}"), 400),  # nested too deeply
+        (dict(body={"prompt": "x", "temperature": "hot"}), 400),              # wrong types
+        (dict(body={"prompt": "x", "n": 1.5}), 400),
+        (dict(body={"prompt": "x", "stream": "yes"}), 400),
+        (dict(body={"prompt": "x", "logprobs": 99}), 400),
+        (dict(body={"prompt": "x", "stop": [1]}), 400),
+        (dict(body={"prompt": [[1, 2], []]}), 400),
+        (dict(body={"prompt": [10 ** 6]}), 400),
+        (dict(body={"prompt": "x", "presence_penalty": 1.0}), 400),         # unsupported: refused, not ignored
+        (dict(body=["not", "an", "object"]), 400),
+        (dict(body={"messages": []}, path="/v1/chat/completions"), 400),
+        (dict(body={"prompt": "x"}, path="/v1/nowhere"), 404),
+        (dict(raw=b"{}", headers={"Content-Length": str(10 ** 8)}), 413),     # body too large
     ]
-    for kw, status, code in cases:
+    for kw, status in cases:
         s, body = post(port, kw.pop("path", "/v1/completions"), **kw)
         assert s == status, (kw, body)
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-        if code:
-            assert body["error"]["code"] == code
-        s, body = post(port, "/v1/completions", {"prompt": "x = 1", "max_tokens": 2, "temperature": 0})
-        assert s == 200 and len(body["choices"]) == 1  # still serving
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert client.completions.create(model="tiny", prompt="x = 1", max_tokens=2, temperature=0).choices
     assert get(port, "/v1/nothing")[0] == 404
     assert proc.poll() is None
+
+
+def test_disconnect_cancels_generation(server):
+    """A client that goes away mid-generation (streaming or not) frees its row: the engine counts it
+    cancelled and stops generating it long before max_tokens."""
+    _, port = server
+    before = get(port, "/health")[1]
+    for stream in (True, False):
+        s = socket.create_connection(("127.0.0.1", port))
+        body = json.dumps({"prompt": [1, 2, 3], "max_tokens": BLOCK - 3, "temperature": 0, "stop": "\x00",
+                           "stream": stream}).encode()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        if stream:
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        else:
+            time.sleep(0.1)
+        s.close()
+    t0 = time.time()
+    while get(port, "/health")[1]["cancelled"] < before["cancelled"] + 2 and time.time() - t0 < 20:
+        time.sleep(0.05)
+    after = get(port, "/health")[1]
+    assert after["cancelled"] == before["cancelled"] + 2
+    assert after["tokens"] - before["tokens"] < 2 * (BLOCK - 3)
 
 
 def test_sigterm_shuts_down_cleanly(server):
