@@ -5,7 +5,7 @@ Filter: the StarCoder/BigCode quality heuristics (DESIGN.md §1 "Phase-1 cleanin
 
 Every threshold lives in FilterConfig (one place); every dropped document is counted under the
 first rule it breaks, in this order:
-  too_short, too_large, auto_generated, encoded_data, minified, long_lines, mean_line_length,
+  too_short, lone_surrogate, too_large, auto_generated, encoded_data, minified, long_lines, mean_line_length,
   low_alphanumeric, xml
 `check(doc)` returns the reason (or None), so other scripts can reuse the rules one by one.
 """
@@ -81,7 +81,10 @@ def check(doc: dict, cfg: FilterConfig = FilterConfig()) -> str | None:
     c = _limits(cfg, lang)
     if len(text) - sum(text.count(w) for w in " \t\n\r") < c.min_chars:
         return "too_short"
-    data = text.encode("utf-8", "surrogatepass")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:          # an unpaired surrogate: not text any tokenizer can take
+        return "lone_surrogate"
     if len(data) > c.max_bytes:
         return "too_large"
     head = "\n".join(text.split("\n", c.autogen_head_lines)[:c.autogen_head_lines])

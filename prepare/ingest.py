@@ -11,9 +11,20 @@ Inputs, any mix of:
     repo "root";
   - JSONL files (.jsonl, .jsonl.gz, .jsonl.zst) and Parquet files with The Stack's fields:
     content, language or lang, max_stars_repo_name or repo_name or repository_name, max_stars_repo_path or path.
-Each input file or source file is one unit of work; units are dealt to tasks round-robin.
-Dropped, each counted under its reason: other_language, binary, not_utf8, unreadable, too_large,
-empty, corrupt_line (a JSONL line that does not parse: one warning naming file:line).
+Units of work: a source file, a Parquet row group, a byte range of a plain .jsonl file (cut at
+`unit_mb`, each range starting at the first line that begins in it), or a whole compressed .jsonl.gz
+/ .zst file (not seekable). Units go to tasks by size, largest first to the least loaded task, so
+one large input file does not make one slow task.
+Dropped, each counted under its reason: other_language, binary, not_utf8 (a source file),
+invalid_utf8 (a JSONL line that is not UTF-8), lone_surrogate (a record whose text holds an
+unpaired UTF-16 surrogate, "\ud800" in JSON), unreadable, too_large, empty, no_content,
+corrupt_line (a JSONL line that does not parse). Each bad record costs only itself: one warning
+per file names file:line, the rest of the file is read.
+
+The Stack v2 publishes ids, not contents: its files carry `blob_id` (the Software Heritage id of
+the file) and no `content`. Such a record stops ingest with one message saying so; the contents
+come from Software Heritage's S3 bucket (s3://softwareheritage/content/BLOB_ID, gzip-compressed)
+and must be added as a `content` field first. When present, `blob_id` is the document's id.
 """
 import argparse
 import gzip
@@ -37,6 +48,7 @@ class IngestConfig:
     repo_level: int = 1              # directory depth below an input root that names a repository
     max_file_bytes: int = 10_000_000  # files larger than this are not even read (filter caps at 1 MB)
     max_mb: float | None = None       # machine mode (no inputs): read at most this many MB of code
+    unit_mb: float = 256.0            # plain .jsonl files are cut into byte ranges of this size
 
 
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
@@ -70,14 +82,54 @@ def machine_roots() -> list[Path]:
     return roots
 
 
-def list_units(inputs: list[Path]) -> list[tuple]:
-    """Every unit of work, in a stable order: ("file", root, path) or ("data", path)."""
+def data_units(path: Path, unit_bytes: int) -> list[tuple]:
+    """A data file's units: ("data", path, part, n_parts) where part is a Parquet row group or a
+    byte range of a plain .jsonl file (n_parts 1: the whole file)."""
+    if path.name.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+            n = pq.ParquetFile(path).metadata.num_row_groups
+        except Exception:                          # noqa: BLE001 - read (and reported) as one unit
+            n = 1
+        return [("data", str(path), i, max(1, n)) for i in range(max(1, n))]
+    if path.name.endswith(".jsonl"):
+        try:
+            n = max(1, -(-path.stat().st_size // unit_bytes))
+        except OSError:
+            n = 1
+        return [("data", str(path), i, n) for i in range(n)]
+    return [("data", str(path), 0, 1)]
+
+
+def unit_size(u: tuple) -> int:
+    try:
+        size = os.path.getsize(u[2] if u[0] == "file" else u[1])
+    except OSError:
+        return 0
+    return size if u[0] == "file" else size // u[3]
+
+
+def assign_units(units: list, n_tasks: int) -> list[list]:
+    """Units per task, balanced by bytes: largest first, each to the least loaded task (ties: the
+    lower task); each task's units keep the listing order."""
+    import heapq
+    heap = [(0, k) for k in range(n_tasks)]
+    mine = [[] for _ in range(n_tasks)]
+    for i in sorted(range(len(units)), key=lambda i: (-unit_size(units[i]), i)):
+        load, k = heapq.heappop(heap)
+        mine[k].append(i)
+        heapq.heappush(heap, (load + unit_size(units[i]), k))
+    return [[units[i] for i in sorted(m)] for m in mine]
+
+
+def list_units(inputs: list[Path], unit_bytes: int = 256_000_000) -> list[tuple]:
+    """Every unit of work, in a stable order: ("file", root, path) or ("data", path, part, n_parts)."""
     units = []
     roots = [Path(p) for p in inputs]
     root_set = {r.resolve() for r in roots if r.is_dir()}
     for r in roots:
         if r.is_file():
-            units.append(("data", str(r)) if is_data_file(r) else ("file", str(r.parent), str(r)))
+            units += data_units(r, unit_bytes) if is_data_file(r) else [("file", str(r.parent), str(r))]
         elif r.is_dir():
             for dirpath, dirnames, filenames in os.walk(r):
                 # don't descend into another input root (it is listed on its own) or junk dirs
@@ -85,7 +137,7 @@ def list_units(inputs: list[Path]) -> list[tuple]:
                                      and (Path(dirpath) / d).resolve() not in root_set)
                 for fn in sorted(filenames):
                     p = Path(dirpath) / fn
-                    units.append(("data", str(p)) if is_data_file(p) else ("file", str(r), str(p)))
+                    units += data_units(p, unit_bytes) if is_data_file(p) else [("file", str(r), str(p))]
         else:
             print(f"ingest: warning: input not found, skipped: {r}", file=sys.stderr)
     return units
@@ -190,17 +242,34 @@ def read_source_file(root: Path, path: Path, cfg: IngestConfig, stats: dict):
             "repo": repo_of(root, path, cfg.repo_level), "path": rel, "source": root.name}
 
 
-def _open_text(path: Path):
+def _open_bytes(path: Path):
+    """A JSONL file as a binary stream: lines are decoded one by one, so one bad byte costs one line."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="strict")
+        return gzip.open(path, "rb")
     if path.name.endswith(".zst"):
         try:
             import zstandard
         except ImportError:
             raise SystemExit(f"{path}: reading .zst needs the 'zstandard' package (pip install zstandard)")
-        raw = open(path, "rb")
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8")
-    return open(path, "rt", encoding="utf-8")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+    return open(path, "rb")
+
+
+def _range_lines(fh, part: int, n_parts: int):
+    """(where, line) of the lines of byte range `part` of `n_parts` of a plain file: those whose first
+    byte lies in the range (a line crossing the end belongs to this range, not the next)."""
+    size = os.fstat(fh.fileno()).st_size
+    start, end = size * part // n_parts, size * (part + 1) // n_parts
+    pos = start
+    if start:
+        fh.seek(start - 1)
+        pos = start - 1 + len(fh.readline())       # skip to the first line starting at or after start
+    while pos < end:
+        line = fh.readline()
+        if not line:
+            break
+        yield f"@{pos}", line
+        pos += len(line)
 
 
 def record_to_doc(rec: dict, where: str, source: str, stats: dict):
@@ -208,7 +277,21 @@ def record_to_doc(rec: dict, where: str, source: str, stats: dict):
     drop = stats["dropped"]
     content = rec.get("content", rec.get("text"))
     if not isinstance(content, str):
+        if rec.get("blob_id") is not None:
+            raise SystemExit(
+                f"ingest: {where}: record has 'blob_id' but no 'content': this looks like The Stack v2, whose "
+                f"files carry ids only. Fetch each file from Software Heritage's S3 bucket "
+                f"(s3://softwareheritage/content/<blob_id>, gzip-compressed; see the README) and add it as "
+                f"'content', then ingest again")
         drop["no_content"] = drop.get("no_content", 0) + 1
+        return None
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:                 # an unpaired surrogate ("\ud800" in the JSON)
+        drop["lone_surrogate"] = drop.get("lone_surrogate", 0) + 1
+        if not stats.get("_warned_surrogate"):
+            print(f"ingest: {where}: record holds a lone surrogate, dropped (further ones only counted)", file=sys.stderr)
+            stats["_warned_surrogate"] = True
         return None
     stats["bytes_in"] += len(content.encode("utf-8", "surrogatepass"))
     path = rec.get("max_stars_repo_path") or rec.get("path") or rec.get("file_path") or ""
@@ -224,14 +307,21 @@ def record_to_doc(rec: dict, where: str, source: str, stats: dict):
         return None
     repo = (rec.get("max_stars_repo_name") or rec.get("repo_name") or rec.get("repository_name")
             or rec.get("repo") or source)
-    doc_id = rec.get("id") or rec.get("hexsha") or where
-    return {"id": f"{source}:{doc_id}", "content": content, "language": lang, "repo": str(repo),
-            "path": str(path), "source": source}
+    doc_id = rec.get("blob_id") or rec.get("id") or rec.get("hexsha") or where
+    doc = {"id": f"{source}:{doc_id}", "content": content, "language": lang, "repo": str(repo),
+           "path": str(path), "source": source}
+    try:
+        (doc["id"] + doc["repo"] + doc["path"]).encode("utf-8")
+    except UnicodeEncodeError:
+        drop["lone_surrogate"] = drop.get("lone_surrogate", 0) + 1
+        return None
+    return doc
 
 
-def read_data_file(path: Path, stats: dict):
-    """Documents of one JSONL/Parquet file. A corrupt line is reported once (file:line) and
-    skipped; the rest of the file is read."""
+def read_data_file(path: Path, stats: dict, part: int = 0, n_parts: int = 1):
+    """Documents of one unit of a JSONL/Parquet file (a row group, a byte range, or all of it). A
+    corrupt or non-UTF-8 line costs that line (one warning per file naming file:line, the others
+    only counted); the rest of the file is read."""
     source = path.name.split(".")[0]
     if path.name.endswith(".parquet"):
         try:
@@ -240,8 +330,9 @@ def read_data_file(path: Path, stats: dict):
             raise SystemExit(f"{path}: reading Parquet needs the 'pyarrow' package (pip install pyarrow)")
         try:
             pf = pq.ParquetFile(path)
-            i = 0
-            for batch in pf.iter_batches(batch_size=1024):
+            groups = [part] if pf.metadata.num_row_groups > 1 or n_parts > 1 else None
+            i = sum(pf.metadata.row_group(g).num_rows for g in range(part)) if groups else 0
+            for batch in pf.iter_batches(batch_size=1024, row_groups=groups):
                 for rec in batch.to_pylist():
                     i += 1
                     doc = record_to_doc(rec, f"{path.name}:{i}", source, stats)
@@ -252,39 +343,39 @@ def read_data_file(path: Path, stats: dict):
             print(f"ingest: unreadable file skipped: {path} ({e})", file=sys.stderr)
         return
     warned = False
-    lineno = 0
+    where = "0"
+
+    def bad(reason, msg):
+        nonlocal warned
+        stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+        if not warned:
+            print(f"ingest: {path}:{where}: {msg}; further bad lines in this file are only counted", file=sys.stderr)
+            warned = True
+
     try:
-        with _open_text(path) as fh:
-            while True:
+        with _open_bytes(path) as fh:
+            lines = _range_lines(fh, part, n_parts) if n_parts > 1 else ((str(i), l) for i, l in enumerate(fh, 1))
+            for where, raw in lines:
+                if not raw.strip():
+                    continue
                 try:
-                    line = fh.readline()
-                except UnicodeDecodeError:
-                    lineno += 1
-                    stats["dropped"]["corrupt_line"] = stats["dropped"].get("corrupt_line", 0) + 1
-                    print(f"ingest: {path}:{lineno}: not UTF-8; the rest of this file is skipped", file=sys.stderr)
-                    return
-                if not line:
-                    break
-                lineno += 1
-                if not line.strip():
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    bad("invalid_utf8", f"not UTF-8 (byte {e.start}), line skipped")
                     continue
                 try:
                     rec = json.loads(line)
                     if not isinstance(rec, dict):
                         raise ValueError("not a JSON object")
                 except ValueError as e:
-                    stats["dropped"]["corrupt_line"] = stats["dropped"].get("corrupt_line", 0) + 1
-                    if not warned:
-                        print(f"ingest: {path}:{lineno}: corrupt JSONL line skipped ({str(e)[:80]}); "
-                              f"further bad lines in this file are only counted", file=sys.stderr)
-                        warned = True
+                    bad("corrupt_line", f"corrupt JSONL line skipped ({str(e)[:80]})")
                     continue
-                doc = record_to_doc(rec, f"{path.name}:{lineno}", source, stats)
+                doc = record_to_doc(rec, f"{path.name}:{where}", source, stats)
                 if doc:
                     yield doc
     except (OSError, EOFError) as e:          # unreadable, or a truncated .gz: keep what was read
         stats["dropped"]["unreadable"] = stats["dropped"].get("unreadable", 0) + 1
-        print(f"ingest: {path}: read error after line {lineno}, rest skipped ({e})", file=sys.stderr)
+        print(f"ingest: {path}: read error after line {where}, rest skipped ({e})", file=sys.stderr)
 
 
 # -----------------------------------------------------------------------------
@@ -292,7 +383,7 @@ def read_data_file(path: Path, stats: dict):
 
 def ingest_task(k: int, n_tasks: int, units: list, cfg: IngestConfig, out_dir: str) -> dict:
     stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "dropped": {}}
-    mine = units[k::n_tasks]
+    mine = assign_units(units, n_tasks)[k]
 
     def docs():
         for u in mine:
@@ -300,7 +391,7 @@ def ingest_task(k: int, n_tasks: int, units: list, cfg: IngestConfig, out_dir: s
                 d = read_source_file(Path(u[1]), Path(u[2]), cfg, stats)
                 ds = [d] if d else []
             else:
-                ds = read_data_file(Path(u[1]), stats)
+                ds = read_data_file(Path(u[1]), stats, u[2], u[3])
             for d in ds:
                 stats["docs_out"] += 1
                 stats["bytes_out"] += len(d["content"].encode("utf-8", "surrogatepass"))
@@ -309,6 +400,7 @@ def ingest_task(k: int, n_tasks: int, units: list, cfg: IngestConfig, out_dir: s
     write_docs(Path(out_dir) / part_name(k), docs())
     # every input (a source file, a JSONL/Parquet record, a corrupt line) is kept or dropped once
     stats["docs_in"] = stats["docs_out"] + sum(stats["dropped"].values())
+    stats.pop("_warned_surrogate", None)
     return stats
 
 
@@ -317,7 +409,7 @@ def run(inputs, out_dir, tasks: int = 1, task=None, workers=None, cfg: IngestCon
     if is_done(out_dir, tasks):
         units = [None]                     # finished earlier: no need to list the inputs again
     elif inputs:
-        units = list_units([Path(p) for p in inputs])
+        units = list_units([Path(p) for p in inputs], int(cfg.unit_mb * 1e6))
     else:
         units = machine_units(cfg.max_mb)
     if not units:

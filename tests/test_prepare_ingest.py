@@ -81,3 +81,62 @@ def test_zst_without_zstandard(tmp_path):
     (tmp_path / "x.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd")
     with pytest.raises(SystemExit, match="zstandard"):
         ingest.run([tmp_path / "x.jsonl.zst"], tmp_path / "out")
+
+
+def _records(n):
+    return [{"content": f"def f{i}():\n    return {i}\n", "lang": "python", "max_stars_repo_name": f"u/r{i % 5}",
+             "max_stars_repo_path": f"f{i}.py"} for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_bad_bytes_cost_one_record(tmp_path, capsys, suffix):
+    """One invalid UTF-8 byte and one lone surrogate ("\\ud800") each drop their own record under
+    their own reason; the other 98 of 100 records are kept, and the filter step runs on the result."""
+    lines = [json.dumps(r).encode() for r in _records(100)]
+    lines[5] = lines[5].replace(b"return 5", b"return \xff5")                 # invalid UTF-8
+    lines[50] = lines[50].replace(b"return 50", b"return \\ud800")            # lone surrogate
+    raw = b"\n".join(lines) + b"\n"
+    f = tmp_path / ("stack" + suffix)
+    f.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") else raw)
+    st = ingest.run([f], tmp_path / "out", tasks=1)
+    assert st["docs_out"] == 98
+    assert st["dropped"] == {"invalid_utf8": 1, "lone_surrogate": 1}
+    err = capsys.readouterr().err
+    assert f"stack{suffix}:6: not UTF-8" in err
+    from prepare import filter as filt
+    fs = filt.run(tmp_path / "out", tmp_path / "filtered", tasks=1)
+    assert fs["docs_in"] == 98
+
+
+def test_filter_drops_a_lone_surrogate():
+    from prepare.filter import check
+    assert check({"content": "def f():\n    return '\ud800 and more text here'\n", "language": "Python"}) == "lone_surrogate"
+
+
+def test_stack_v2_ids_only_is_one_clear_error(tmp_path):
+    f = tmp_path / "v2.jsonl"
+    f.write_text(json.dumps({"blob_id": "0123abcd", "language": "Python", "repo_name": "u/r", "path": "a.py"}) + "\n")
+    with pytest.raises(SystemExit, match=r"v2.jsonl:1: record has 'blob_id' but no 'content'.*softwareheritage"):
+        ingest.run([f], tmp_path / "out")
+    g = tmp_path / "v2c.jsonl"
+    g.write_text(json.dumps({"blob_id": "0123abcd", "content": "int x = 1;\n", "language": "C", "repo_name": "u/r"}) + "\n")
+    ingest.run([g], tmp_path / "out2")
+    assert [d["id"] for d in read_docs(tmp_path / "out2")] == ["v2c:0123abcd"]
+
+
+def test_large_file_split_by_size(tmp_path):
+    """A big plain .jsonl is cut into byte ranges spread over the tasks: every record read exactly
+    once, the big file's work shared, the same documents as one task reading it whole."""
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps(r) + "\n" for r in _records(400)))
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps(dict(r, max_stars_repo_path=f"s{i}.py")) for i, r in enumerate(_records(3))
+                             for r in [r]) .replace("}{", "}\n{") + "\n")
+    cfg = ingest.IngestConfig(unit_mb=big.stat().st_size / 5e6)             # 5-6 ranges
+    st = ingest.run([big, small], tmp_path / "out", tasks=3, workers=1, cfg=cfg)
+    one = ingest.run([big, small], tmp_path / "one", tasks=1, cfg=ingest.IngestConfig())
+    assert st["docs_out"] == one["docs_out"] == 403
+    per_task = [json.loads((tmp_path / "out" / f"stats-{k:05d}.json").read_text())["docs_out"] for k in range(3)]
+    assert max(per_task) < 250                                               # the big file is shared
+    contents = sorted(d["content"] for d in read_docs(tmp_path / "out"))
+    assert contents == sorted(d["content"] for d in read_docs(tmp_path / "one"))
