@@ -19,8 +19,20 @@ the documents dir they came from. Validation: a seeded ~val_fraction of each lan
 repositories (at least one when the language has ten or more) goes to split "val".
 DIR/sequences-KKKKK.jsonl.gz records, for every packed sequence, its shard, offset, length and
 document ids in order (so any token range can be traced back to its files).
-Task k packs the repositories whose (language, repo) hash falls to it; every task reads the
-whole input (cheap next to tokenizing) and gets the same val choice.
+
+Partitioned, so that a task reads only its share and a repository never straddles two tasks:
+  1. route  N tasks: task k reads its own input documents and sorts them into B = 16 N buckets by
+            a hash of (language, repo), written as gzip members of one file per task
+            (DIR/_work/route/route-sK.bin, with an index of each member's bucket, offset and
+            bytes); it also keeps, per language, the 10 smallest validation hashes of its
+            repositories (what the "at least one val repository" rule needs). Holds: its
+            buffered documents (flush_mb) and those hashes.
+  2. pack   N tasks: every task reads the N small indexes and deals the buckets to tasks by size,
+            largest first to the least loaded (the same plan in every task); task p then reads
+            only its buckets' members from each route file, one bucket at a time, and packs.
+            Holds: one bucket's documents.
+A repository's files are sorted by id before the seeded shuffle, so its sequence, and the token
+totals, do not depend on the task count. The route files are deleted once the manifest is written.
 """
 import argparse
 import hashlib
@@ -36,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from prepare.docs import read_docs, write_docs
-from prepare.pipeline import add_task_args, require_done, run_tasks
+from prepare.pipeline import add_task_args, is_done, require_done, run_tasks
 from prepare.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +63,8 @@ class PackConfig:
     batch_chars: int = 8_000_000    # text tokenized per encode_ordinary_batch call
     threads: int = 0                # tiktoken threads (0: cpu count)
     source: str = "phase1"
+    buckets_per_task: int = 16      # route buckets per task: the grain of the size balancing
+    flush_mb: float = 64.0          # a route task writes its buffered documents at this size
 
 
 def stable_u64(*parts) -> int:
@@ -72,12 +86,19 @@ def code_version() -> str:
         return "unknown"
 
 
+VAL_KEEP = 10       # smallest val hashes kept per language: decides "ten or more repositories"
+
+
+def val_hash(cfg, lang, repo) -> float:
+    return stable_u64(cfg.seed, "val", lang, repo) / 2**64
+
+
 def val_repos(repos_by_lang: dict, cfg: PackConfig) -> set:
     """(language, repo) pairs held out for validation: a seeded val_fraction of each language's
     repositories, and at least one when it has ten or more (fewer: all of it trains)."""
     val = set()
     for lang, repos in repos_by_lang.items():
-        u = sorted((stable_u64(cfg.seed, "val", lang, r) / 2**64, r) for r in repos)
+        u = sorted((val_hash(cfg, lang, r), r) for r in repos)
         chosen = {r for x, r in u if x < cfg.val_fraction}
         if not chosen and len(u) >= 10:
             chosen = {u[0][1]}
@@ -88,6 +109,7 @@ def val_repos(repos_by_lang: dict, cfg: PackConfig) -> set:
 def sequence_segments(lang: str, repo: str, docs: list, cfg: PackConfig):
     """The files of one repository in seeded random order, as (with_metadata, text segments)."""
     rng = np.random.default_rng(stable_u64(cfg.seed, "order", lang, repo) % 2**63)
+    docs = sorted(docs, key=lambda d: str(d["id"]))          # input order must not matter
     docs = [docs[i] for i in rng.permutation(len(docs))]
     meta = bool(rng.random() < cfg.metadata_prob)
     if meta:
@@ -136,18 +158,111 @@ class ShardWriter:
             self.f = None
 
 
+def bucket_of(cfg, lang, repo, n_buckets: int) -> int:
+    return stable_u64(cfg.seed, "task", lang, repo) % n_buckets
+
+
+def route_task(k, n_tasks, in_dir, work, cfg: PackConfig):
+    import gzip
+    from prepare.pipeline import task_docs
+    work = Path(work)
+    n_buckets = cfg.buckets_per_task * n_tasks
+    buf, buffered, members = {}, 0, []
+    smallest = {}                    # lang -> {repo: val hash}, the VAL_KEEP smallest
+    out = work / f"route-s{k:05d}.bin"
+    stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0}
+    with open(str(out) + ".tmp", "wb") as f:
+        def flush():
+            for b in sorted(buf):
+                data = gzip.compress(b"".join(buf[b]), compresslevel=1, mtime=0)
+                members.append([b, f.tell(), len(data), len(buf[b])])
+                f.write(data)
+            buf.clear()
+
+        for d in task_docs(in_dir, k, n_tasks):
+            lang, repo = d["language"], d.get("repo") or ""
+            line = (json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+            buf.setdefault(bucket_of(cfg, lang, repo, n_buckets), []).append(line)
+            buffered += len(line)
+            stats["docs_in"] += 1
+            stats["docs_out"] += 1
+            stats["bytes_in"] += len(line)
+            s = smallest.setdefault(lang, {})
+            if repo not in s:
+                h = val_hash(cfg, lang, repo)
+                if len(s) < VAL_KEEP or h < max(s.values()):
+                    s[repo] = h
+                    if len(s) > VAL_KEEP:
+                        del s[max(s, key=s.get)]
+            if buffered > cfg.flush_mb * 1e6:
+                flush()
+                buffered = 0
+        flush()
+    index = {"members": members, "val_smallest": {l: sorted(s.items(), key=lambda kv: kv[1]) for l, s in smallest.items()}}
+    (work / f"route-s{k:05d}.json.tmp").write_text(json.dumps(index))
+    os.replace(work / f"route-s{k:05d}.json.tmp", work / f"route-s{k:05d}.json")
+    os.replace(str(out) + ".tmp", out)
+    return stats
+
+
+def plan(work, n_tasks, cfg: PackConfig):
+    """(buckets of each pack task, the validation rule's forced repositories), from the route
+    indexes alone: buckets dealt by bytes, largest first to the least loaded task."""
+    import heapq
+    work = Path(work)
+    size = np.zeros(cfg.buckets_per_task * n_tasks, dtype=np.int64)
+    smallest = {}
+    for k in range(n_tasks):
+        ix = json.loads((work / f"route-s{k:05d}.json").read_text())
+        for b, _, n, _ in ix["members"]:
+            size[b] += n
+        for lang, lst in ix["val_smallest"].items():
+            smallest.setdefault(lang, {}).update(dict(lst))
+    heap = [(0, p) for p in range(n_tasks)]
+    mine = [[] for _ in range(n_tasks)]
+    for b in sorted(np.flatnonzero(size).tolist(), key=lambda b: (-size[b], b)):
+        load, p = heapq.heappop(heap)
+        mine[p].append(b)
+        heapq.heappush(heap, (load + int(size[b]), p))
+    forced = set()
+    for lang, s in smallest.items():        # val_repos' rule: none below val_fraction, ten or more repos
+        u = sorted((h, r) for r, h in s.items())
+        if u[0][0] >= cfg.val_fraction and len(u) >= VAL_KEEP:
+            forced.add((lang, u[0][1]))
+    return [sorted(m) for m in mine], forced
+
+
+def bucket_docs(work, n_tasks, buckets):
+    """{bucket: its documents}, read from every route file's members for those buckets only, one
+    bucket at a time."""
+    import gzip
+    work = Path(work)
+    where = {}
+    for k in range(n_tasks):
+        ix = json.loads((work / f"route-s{k:05d}.json").read_text())
+        for b, off, n, _ in ix["members"]:
+            where.setdefault(b, []).append((k, off, n))
+    want = set(buckets)
+    for b in sorted(want & set(where)):
+        docs = []
+        for k, off, n in where[b]:
+            with open(work / f"route-s{k:05d}.bin", "rb") as f:
+                f.seek(off)
+                data = gzip.decompress(f.read(n))
+            docs += [json.loads(line) for line in data.decode("utf-8", "surrogatepass").splitlines() if line]
+        yield b, docs
+
+
 def pack_task(k, n_tasks, in_dir, out_dir, tok_path, cfg: PackConfig):
     enc = load_tokenizer(tok_path)
     if enc.n_vocab > 65536:
         raise SystemExit(f"{tok_path}: {enc.n_vocab} tokens do not fit uint16 shards")
     sp = {t: enc.encode_single_token(t) for t in ("<|endoftext|>", "<repo_name>", "<file_sep>")}
-    groups, repos_by_lang = {}, {}
-    for d in read_docs(in_dir):
-        lang, repo = d["language"], d.get("repo") or ""
-        repos_by_lang.setdefault(lang, set()).add(repo)
-        if stable_u64(cfg.seed, "task", lang, repo) % n_tasks == k:
-            groups.setdefault((lang, repo), []).append(d)
-    val = val_repos(repos_by_lang, cfg)
+    work = Path(out_dir) / "_work" / "route"
+    mine, forced = plan(work, n_tasks, cfg)
+
+    def is_val(lang, repo):
+        return val_hash(cfg, lang, repo) < cfg.val_fraction or (lang, repo) in forced
     threads = cfg.threads or os.cpu_count() or 1
     writers, index = {}, []
     stats = {"docs_in": 0, "docs_out": 0, "sequences": 0, "bytes_in": 0, "tokens": 0, "tokens_val": 0,
@@ -161,12 +276,16 @@ def pack_task(k, n_tasks, in_dir, out_dir, tok_path, cfg: PackConfig):
         return enc.encode_to_numpy(text, disallowed_special=()).astype(np.uint16)
 
     def sequences():
-        # repositories of a language together, in a seeded random order
-        for lang in sorted({g[0] for g in groups}):
-            repos = sorted(r for (l, r) in groups if l == lang)
-            rng = np.random.default_rng(stable_u64(cfg.seed, "repos", lang, k) % 2**63)
-            for i in rng.permutation(len(repos)):
-                yield (lang, repos[i]) + sequence_segments(lang, repos[i], groups[(lang, repos[i])], cfg)
+        # bucket by bucket; in a bucket, repositories of a language together, in a seeded random order
+        for b, docs in bucket_docs(work, n_tasks, mine[k]):
+            groups = {}
+            for d in docs:
+                groups.setdefault((d["language"], d.get("repo") or ""), []).append(d)
+            for lang in sorted({g[0] for g in groups}):
+                repos = sorted(r for (l, r) in groups if l == lang)
+                rng = np.random.default_rng(stable_u64(cfg.seed, "repos", lang, b) % 2**63)
+                for i in rng.permutation(len(repos)):
+                    yield (lang, repos[i]) + sequence_segments(lang, repos[i], groups[(lang, repos[i])], cfg)
 
     def emit(lang, repo, meta, docs, futs):
         parts = []
@@ -178,7 +297,7 @@ def pack_task(k, n_tasks, in_dir, out_dir, tok_path, cfg: PackConfig):
             parts += [sp_arr["<file_sep>"], seg]
         parts.append(sp_arr["<|endoftext|>"])
         arr = np.concatenate(parts)
-        split = "val" if (lang, repo) in val else "train"
+        split = "val" if is_val(lang, repo) else "train"
         w = writers.get((split, lang))
         if w is None:
             w = writers[(split, lang)] = ShardWriter(out_dir, split, lang, k, cfg)
@@ -257,11 +376,20 @@ def run(in_dir, tok_path, out_dir, tasks: int = 1, task=None, workers=None, cfg:
         cfg = PackConfig(**{**asdict(cfg), "threads": 1})    # parallel tasks already use the cores
     settings = dict(asdict(cfg), input=str(Path(in_dir).resolve()), tokenizer=str(Path(tok_path).resolve()))
     settings.pop("threads")
+    route = Path(out_dir) / "_work" / "route"
+    if not is_done(out_dir, tasks) and run_tasks(
+            route, tasks, route_task, args=(str(in_dir), str(route), cfg), task=task, workers=workers,
+            name="pack/route", settings=settings, quiet=True) is None:
+        print(f"pack: route pending in other tasks; rerun when all {tasks} are done", flush=True)
+        return None
     stats = run_tasks(out_dir, tasks, pack_task, args=(str(in_dir), str(out_dir), str(tok_path), cfg), task=task,
                       workers=workers, name="pack", settings=settings)
     if stats is None:
         return None
-    return write_manifest(out_dir, in_dir, tok_path, tasks, cfg, stats)
+    man = write_manifest(out_dir, in_dir, tok_path, tasks, cfg, stats)
+    for f in route.glob("route-s*.bin"):          # every pack task is done: nobody reads them again
+        f.unlink(missing_ok=True)
+    return man
 
 
 def main(argv=None):

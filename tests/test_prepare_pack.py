@@ -71,3 +71,37 @@ def test_shards_round_trip(tmp_path, tiny_tokenizer_path, tiny_tokenizer):
         json.loads(l)["tokens"] for k in range(2) for l in gzip.open(out / f"sequences-{k:05d}.jsonl.gz", "rt"))
     # a C file mentioning "<|endoftext|>" is text, not the special token
     assert sum(int((a == enc.eot_token).sum()) for a in shards.values()) == sum(metas.values())
+
+
+def _sequences(out, n):
+    rows = []
+    for k in range(n):
+        with gzip.open(out / f"sequences-{k:05d}.jsonl.gz", "rt") as f:
+            rows += [json.loads(line) for line in f]
+    return sorted((r["language"], r["repo"], r["split"], r["tokens"], tuple(r["ids"])) for r in rows)
+
+
+def test_array_run_equals_one_task(tmp_path, tiny_tokenizer_path):
+    """Three pack tasks run one at a time (--task K, as a Slurm array; the input split another way)
+    give the same sequences, splits and token totals as one task; each repository is in one task."""
+    docs = make_docs()
+    for k in range(3):
+        write_docs(tmp_path / "d3" / f"part-{k:05d}.jsonl.gz", docs[k::3])
+    write_docs(tmp_path / "d1" / "part-00000.jsonl.gz", docs[::-1])            # another input order too
+    cfg = PackConfig(val_fraction=0.2)
+    one = pack.run(tmp_path / "d1", tiny_tokenizer_path, tmp_path / "o1", tasks=1, workers=1, cfg=cfg)
+    man = None
+    for _ in range(3):
+        for k in (1, 2, 0):
+            man = pack.run(tmp_path / "d3", tiny_tokenizer_path, tmp_path / "o3", tasks=3, task=k, workers=1, cfg=cfg) or man
+    assert man is not None
+    assert _sequences(tmp_path / "o3", 3) == _sequences(tmp_path / "o1", 1)
+    assert man["tokens_train"] == one["tokens_train"] and man["tokens_val"] == one["tokens_val"]
+    assert man["tokens_per_language"] == one["tokens_per_language"]
+    owner = {}
+    for k in range(3):
+        with gzip.open(tmp_path / "o3" / f"sequences-{k:05d}.jsonl.gz", "rt") as f:
+            for line in f:
+                r = json.loads(line)
+                assert owner.setdefault((r["language"], r["repo"]), k) == k
+    assert not list((tmp_path / "o3" / "_work" / "route").glob("*.bin"))          # cleaned up at the end
