@@ -117,25 +117,70 @@ class RMSNorm(nn.Module):
         return rms_norm_torch(h, self.weight, self.eps), h
 
 
-def rope_cos_sin(positions, head_dim, theta):
-    """positions (T,) or (B, T) ints -> cos, sin of shape (..., T, head_dim) in fp32.
+def rope_cos_sin(positions, head_dim, theta, dtype=torch.float32):
+    """positions (T,) or (B, T) ints -> cos, sin of shape (..., T, head_dim/2) in `dtype`.
+    The angles are computed in fp32 (position * frequency needs the mantissa at long contexts),
+    then cast once per forward to the activations' dtype, so q and k are never upcast.
     Computed on the fly (cheap next to the matmuls) so there is no buffer to keep in sync with
     meta-device init, FSDP or per-row positions when decoding left-padded batches."""
     inv_freq = theta ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     freqs = positions.float()[..., None] * inv_freq  # (..., T, head_dim/2)
-    emb = torch.cat([freqs, freqs], dim=-1)           # (..., T, head_dim), "rotate_half" layout
-    return emb.cos(), emb.sin()
+    return freqs.cos().to(dtype), freqs.sin().to(dtype)
 
 
 def apply_rope(x, cos, sin):
-    """x (B, H, T, D). Rotates pairs (i, i + D/2): the Hugging Face Llama ("rotate_half")
-    convention, so HF checkpoints load without permuting the q/k projection rows."""
-    if cos.dim() == 3:  # per-row positions (B, T, D) -> broadcast over heads
+    """x (B, H, T, D), cos/sin (T, D/2) or per-row (B, T, D/2), in x's dtype. Rotates pairs
+    (i, i + D/2): the Hugging Face Llama ("rotate_half") convention, so HF checkpoints load
+    without permuting the q/k projection rows. Computed in x's dtype, as transformers does."""
+    if cos.dim() == 3:  # per-row positions (B, T, D/2) -> broadcast over heads
         cos, sin = cos[:, None], sin[:, None]
-    xf = x.float()
-    x1, x2 = xf.chunk(2, dim=-1)
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return (xf * cos + rotated * sin).to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)                                  # (B, H, T, D/2) views, no copy
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """mean cross-entropy of softmax(h @ weight.T) over the rows whose target is not -1, a chunk
+    of rows at a time: only (chunk, vocab) logits exist at once, never (N, vocab). The loss is
+    the end of the graph, so the gradients are computed in the same pass (softmax - one-hot,
+    scaled by 1/n_valid) and backward only scales them by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, chunk):
+        N = h.shape[0]
+        n_valid = (targets != -1).sum().clamp(min=1).float()
+        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        dh = torch.empty_like(h) if want_grad else None
+        dw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_grad else None
+        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        for s in range(0, N, chunk):
+            hs, t = h[s:s + chunk], targets[s:s + chunk]            # (c, d), (c,)
+            keep, t0 = (t != -1), t.clamp(min=0)
+            logits = (hs @ weight.T).float()                         # (c, vocab) in fp32
+            lse = torch.logsumexp(logits, dim=-1)                    # (c,)
+            loss += ((lse - logits.gather(1, t0[:, None]).squeeze(1)) * keep).sum()
+            if want_grad:
+                p = logits.sub_(lse[:, None]).exp_()                 # softmax, in place of the logits
+                p[torch.arange(len(t), device=t.device), t0] -= 1.0
+                p = (p * (keep[:, None] / n_valid)).to(h.dtype)      # d loss / d logits
+                dh[s:s + chunk] = p @ weight
+                dw += (p.T @ hs).float()
+        ctx.save_for_backward(dh, dw)
+        ctx.weight_dtype = weight.dtype
+        return loss / n_valid
+
+    @staticmethod
+    def backward(ctx, grad):
+        dh, dw = ctx.saved_tensors
+        return dh * grad.to(dh.dtype), (dw * grad).to(ctx.weight_dtype), None, None
+
+
+def linear_cross_entropy(h, weight, targets, backend):
+    """mean cross-entropy of softmax(h @ weight.T) against targets (-1 = ignored); h (N, d),
+    weight (vocab, d), targets (N,). The (N, vocab) logits never exist in fp32: the fused Triton
+    kernel on the triton path, the chunked PyTorch function above otherwise."""
+    # rows per chunk: about 16M fp32 logits (64 MB) per chunk whatever the vocabulary
+    chunk = max(1, (1 << 24) // weight.shape[0])
+    return ChunkedLinearCrossEntropy.apply(h, weight, targets, chunk)
 
 
 class Attention(nn.Module):
@@ -202,6 +247,30 @@ class Block(nn.Module):
 # the model
 
 
+def hf_rope_theta(hf, path):
+    """RoPE base of an HF config: transformers 5's rope_parameters {"rope_type", "rope_theta"},
+    or the older top-level rope_theta with rope_scaling. Only plain RoPE is implemented here, so
+    a scaled variant (llama3, yarn, linear, dynamic, ...) is an error naming the key rather than
+    a model that silently computes other positions."""
+    theta = hf.get("rope_theta", 10000.0)
+    for key in ("rope_parameters", "rope_scaling"):
+        params = hf.get(key)
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: {key}={params!r} is not a dict")
+        kind = params.get("rope_type", params.get("type", "default"))
+        if kind != "default":
+            raise ValueError(f"{path}: {key}.rope_type={kind!r} is not supported (only 'default', plain RoPE)")
+        other = sorted(set(params) - {"rope_type", "type", "rope_theta"})
+        if other:
+            raise ValueError(f"{path}: {key}.{other[0]}={params[other[0]]!r} is not supported (plain RoPE only)")
+        theta = params.get("rope_theta", theta)
+    if not isinstance(theta, (int, float)) or isinstance(theta, bool):
+        raise ValueError(f"{path}: rope_theta={theta!r} is not a number")
+    return float(theta)
+
+
 class Transformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -249,15 +318,24 @@ class Transformer(nn.Module):
         flops_per_token = 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * T
         return flops_per_token * tokens_per_iter / dt / 989e12
 
-    def forward(self, idx, targets=None):
-        """idx (B, T) token ids -> logits (B, T, vocab); loss is the mean next-token cross-entropy
-        over positions whose target is not -1 (None when targets is None)."""
+    def forward(self, idx, targets=None, loss_only=False):
+        """idx (B, T) token ids -> (logits (B, T, vocab), loss), loss the mean next-token
+        cross-entropy over positions whose target is not -1 (None when targets is None).
+        loss_only=True (training, evaluation) returns the loss alone and never builds the
+        (B, T, vocab) logits: the head and the cross-entropy run fused, chunk by chunk."""
         B, T = idx.shape
-        cos, sin = rope_cos_sin(torch.arange(T, device=idx.device), self.config.head_dim, self.config.rope_theta)
         x = self.embed_tokens(idx)  # (B, T, d)
+        cos, sin = rope_cos_sin(torch.arange(T, device=idx.device), self.config.head_dim, self.config.rope_theta,
+                                dtype=x.dtype)
         for block in self.layers:
             x = block(x, cos, sin)
-        logits = self.lm_head(self.norm(x))  # (B, T, vocab)
+        h = self.norm(x)  # (B, T, d)
+        if loss_only:
+            if targets is None:
+                raise ValueError("forward: loss_only=True needs targets")
+            return linear_cross_entropy(h.view(B * T, -1), self.lm_head.weight, targets.reshape(-1),
+                                        self.config.backend)
+        logits = self.lm_head(h)  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
@@ -312,7 +390,7 @@ class Transformer(nn.Module):
             mask = key_ok[:, None, None, :start + T] & (slot[:start + T][None, :] <= q_slot[:, None])[None, None]
             # a padding query row would see no key at all (NaN softmax): let it see itself
             mask = mask | (slot[:start + T][None, :] == q_slot[:, None])[None, None]
-            cos, sin = rope_cos_sin(positions[:, start:start + T], cfg.head_dim, cfg.rope_theta)
+            cos, sin = rope_cos_sin(positions[:, start:start + T], cfg.head_dim, cfg.rope_theta, dtype=dtype)
             x = self.embed_tokens(tokens)
             for block, (k_buf, v_buf) in zip(self.layers, caches):
                 x = block(x, cos, sin, cache=(k_buf, v_buf, start), attn_mask=mask)
@@ -400,16 +478,17 @@ class Transformer(nn.Module):
             hf = json.load(f)
         if hf.get("model_type", "llama") != "llama":
             raise ValueError(f"{path}: model_type={hf.get('model_type')!r}, only 'llama' is supported")
-        for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False), ("rope_scaling", None)):
+        for key, ok in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)):
             if hf.get(key, ok) != ok:
                 raise ValueError(f"{path}: {key}={hf[key]!r} is not supported (need {ok!r})")
+        rope_theta = hf_rope_theta(hf, path)
         try:
             n_head = hf["num_attention_heads"]
             config = ModelConfig(
                 n_layer=hf["num_hidden_layers"], n_embd=hf["hidden_size"], n_head=n_head,
                 n_kv_head=hf.get("num_key_value_heads", n_head), intermediate_size=hf["intermediate_size"],
                 vocab_size=hf["vocab_size"], block_size=hf.get("max_position_embeddings", 2048),
-                rope_theta=float(hf.get("rope_theta", 10000.0)), norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+                rope_theta=rope_theta, norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
                 tie_embeddings=bool(hf.get("tie_word_embeddings", False)), backend=backend or "auto")
         except KeyError as e:
             raise ValueError(f"{path}: missing key {e.args[0]!r}") from None

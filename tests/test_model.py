@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import INTERPRET
-from model import ModelConfig, PRESETS, Transformer, load_safetensors
+from model import ChunkedLinearCrossEntropy, ModelConfig, PRESETS, Transformer, apply_rope, load_safetensors, rope_cos_sin
 
 DEVICE = "cpu" if INTERPRET else "cuda"  # the triton path: interpreter on CPU, else a GPU
 
@@ -100,6 +100,54 @@ def test_forward_loss_and_ignore_index():
     expect = F.cross_entropy(logits[:, 10:].reshape(-1, 1024), targets[:, 10:].reshape(-1))
     assert torch.allclose(masked, expect, atol=1e-6)
     assert model(idx)[1] is None
+
+
+def test_loss_only_equals_the_plain_loss_and_grads():
+    """The training forward (loss_only: head + cross-entropy chunked, no full logits) computes the
+    plain path's loss and gradients; also with chunks smaller than the batch and ignored targets."""
+    torch.manual_seed(0)
+    plain = Transformer(ModelConfig.from_preset("tiny", backend="torch"))
+    fused = Transformer(ModelConfig.from_preset("tiny", backend="torch"))
+    fused.load_state_dict(plain.state_dict())
+    idx, targets = torch.randint(0, 1024, (2, 33)), torch.randint(0, 1024, (2, 33))
+    targets[1, :7] = -1
+    _, loss_ref = plain(idx, targets)
+    loss = fused(idx, targets, loss_only=True)
+    assert loss.dim() == 0 and torch.allclose(loss, loss_ref, atol=1e-6)
+    (2 * loss_ref).backward()
+    (2 * loss).backward()
+    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
+        assert torch.allclose(b.grad, a.grad, atol=1e-6, rtol=1e-4), name
+    h = torch.randn(37, 16, requires_grad=True)
+    w = torch.randn(50, 16, requires_grad=True)
+    t = torch.randint(0, 50, (37,))
+    t[3:9] = -1
+    ref = F.cross_entropy(h @ w.T, t, ignore_index=-1)
+    dh, dw = torch.autograd.grad(ref, (h, w))
+    got = ChunkedLinearCrossEntropy.apply(h, w, t, 8)  # 5 chunks, the last one short
+    gh, gw = torch.autograd.grad(got, (h, w))
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(gh, dh, atol=1e-6) and torch.allclose(gw, dw, atol=1e-6)
+    with torch.no_grad():  # evaluation: no gradient buffers, the same loss
+        assert torch.allclose(ChunkedLinearCrossEntropy.apply(h, w, t, 8), ref, atol=1e-6)
+
+
+def test_rope_keeps_the_dtype():
+    """RoPE in bf16 stays bf16 (no fp32 copy of q and k) and matches the fp32 rotation within
+    bf16 rounding."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 50, 64)
+    cos, sin = rope_cos_sin(torch.arange(50), 64, 10000.0)
+    ref = apply_rope(x, cos, sin)
+    cos16, sin16 = rope_cos_sin(torch.arange(50), 64, 10000.0, dtype=torch.bfloat16)
+    got = apply_rope(x.bfloat16(), cos16, sin16)
+    assert cos16.dtype == got.dtype == torch.bfloat16
+    assert (got.float() - ref).abs().max() < 4e-2 * ref.abs().max()
+    # the rotation itself: pairs (i, i + D/2) rotated by position * theta^(-2i/D)
+    angle = 7 * 10000.0 ** (-torch.arange(0, 64, 2).float() / 64)
+    x1, x2 = x[0, 0, 7, :32], x[0, 0, 7, 32:]
+    expect = torch.cat([x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()])
+    assert torch.allclose(ref[0, 0, 7], expect, atol=1e-5)
 
 
 def test_triton_path_matches_torch_path():
@@ -325,6 +373,29 @@ def test_hf_checkpoint_matches_independent_llama(tmp_path, tie):
 def test_bad_checkpoint_names_the_tensor(tmp_path, kind, name):
     hf_llama_checkpoint(tmp_path, HF_CFG, **{kind: name})
     with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+        Transformer.from_pretrained(tmp_path)
+
+
+def test_rope_parameters_of_transformers_5(tmp_path):
+    """transformers 5 writes rope_theta inside rope_parameters: it must be read, not defaulted."""
+    cfg = {k: v for k, v in HF_CFG.items() if k != "rope_theta"}
+    sd = hf_llama_checkpoint(tmp_path, {**cfg, "rope_parameters": {"rope_type": "default", "rope_theta": 500.0}})
+    model = Transformer.from_pretrained(tmp_path, backend="torch")
+    assert model.config.rope_theta == 500.0
+    idx = torch.randint(0, 300, (1, 29))
+    assert torch.allclose(model(idx)[0], independent_llama(sd, HF_CFG, idx), atol=1e-4)
+
+
+@pytest.mark.parametrize("extra, word", [
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, r"rope_scaling\.rope_type='llama3'"),
+    ({"rope_scaling": {"type": "linear", "factor": 2.0}}, r"rope_scaling\.rope_type='linear'"),
+    ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}}, r"rope_parameters\.rope_type='yarn'"),
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}},
+     r"rope_parameters\.partial_rotary_factor"),
+])
+def test_scaled_rope_is_refused(tmp_path, extra, word):
+    hf_llama_checkpoint(tmp_path, {**HF_CFG, **extra})
+    with pytest.raises(ValueError, match=word):
         Transformer.from_pretrained(tmp_path)
 
 
