@@ -36,10 +36,8 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -48,6 +46,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
+
+from client import APIError, Client, is_context_error
 
 # -----------------------------------------------------------------------------
 # the prompt: our own, in the spirit of OSS-Instruct (seed -> new problem + documented, tested
@@ -175,7 +175,8 @@ def truncate_seed(text: str, max_chars: int, max_tokens: int = 0, enc=None) -> s
     return text
 
 
-def build_request(seed: dict, seed_text: str, cfg: SynthConfig) -> tuple[str, dict]:
+def build_request(seed: dict, seed_text: str, cfg: SynthConfig) -> dict:
+    """The request body: chat messages (cfg.chat) or a completions prompt that opens the code block."""
     lang = seed.get("language") or "Python"
     fence = FENCE.get(lang, "")
     prompt = PROMPT_TEMPLATE.format(language=lang, fence=fence, path=seed.get("path") or "unknown",
@@ -184,140 +185,55 @@ def build_request(seed: dict, seed_text: str, cfg: SynthConfig) -> tuple[str, di
             "top_p": cfg.top_p}
     if cfg.chat:
         body["messages"] = [{"role": "user", "content": prompt}]
-        return "/chat/completions", body
+        return body
     body["prompt"] = prompt + COMPLETION_SUFFIX.format(language=lang, fence=fence)
     body["stop"] = COMPLETION_STOP
-    return "/completions", body
+    return body
 
 
-# -----------------------------------------------------------------------------
-# the HTTP client: one keep-alive connection per worker thread, retries with backoff and jitter
-
-RETRY_STATUS = {408, 409, 429}  # plus every 5xx
-
-
-class HTTPFailure(Exception):
-    def __init__(self, status: int, message: str, retryable: bool, retry_after: float | None = None,
-                 code: str | None = None):
-        super().__init__(f"HTTP {status}: {message}")
-        self.status, self.retryable, self.retry_after, self.code = status, retryable, retry_after, code
-
-
-class Client:
-    def __init__(self, api_base: str, api_key: str | None, timeout: float):
-        u = urlsplit(api_base.rstrip("/"))
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise SystemExit(f"synthesize.py: --api-base must be http(s)://host[:port]/path, got {api_base!r}")
-        self.https, self.host, self.port, self.prefix = u.scheme == "https", u.hostname, u.port, u.path
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
-        self.timeout = timeout
-        self.local = threading.local()
-
-    def _conn(self) -> http.client.HTTPConnection:
-        c = getattr(self.local, "conn", None)
-        if c is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            c = cls(self.host, self.port, timeout=self.timeout)
-            c.connect()
-            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait on keep-alive
-            self.local.conn = c
-        return c
-
-    def close(self):
-        c = getattr(self.local, "conn", None)
-        if c is not None:
-            c.close()
-            self.local.conn = None
-
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        """One attempt. Raises HTTPFailure for an HTTP error, OSError/HTTPException for transport."""
-        data = None if body is None else json.dumps(body).encode()
-        c = self._conn()
-        try:
-            c.request(method, self.prefix + path, body=data, headers=self.headers)
-            r = c.getresponse()
-            raw = r.read()
-        except BaseException:
-            self.close()  # the connection is in an unknown state: start a fresh one next time
-            raise
-        if r.getheader("Connection", "").lower() == "close":
-            self.close()
-        if r.status != 200:
-            try:
-                err = json.loads(raw).get("error") or {}
-                msg, code = (err.get("message") if isinstance(err, dict) else str(err)), \
-                    (err.get("code") if isinstance(err, dict) else None)
-            except (ValueError, AttributeError):
-                msg, code = raw[:200].decode("utf-8", "replace"), None
-            ra = r.getheader("Retry-After")
-            try:
-                ra = float(ra) if ra is not None else None
-            except ValueError:
-                ra = None
-            raise HTTPFailure(r.status, str(msg), r.status >= 500 or r.status in RETRY_STATUS, ra, code)
-        try:
-            return json.loads(raw)
-        except ValueError as e:  # a cut or garbled 200 body: transient, like a dropped connection
-            raise ConnectionError(f"a 200 answer that is not JSON ({e})") from None
-
-
-def is_context_error(e: HTTPFailure) -> bool:
-    """A 400 because the prompt is too long (our server's code; vLLM's and OpenAI's wording)."""
-    msg = str(e).lower()
-    return e.status == 400 and (e.code == "context_length_exceeded" or "context length" in msg
-                                or "maximum context" in msg)
+def make_client(api_base: str, api_key: str | None, cfg: SynthConfig) -> Client:
+    try:
+        return Client(api_base, api_key, cfg.timeout, cfg.max_retries, cfg.backoff_base, cfg.backoff_max)
+    except ValueError as e:
+        raise SystemExit(f"synthesize.py: --api-base: {e}") from None
 
 
 def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str, seed_cap: int,
                  enc=None, rng: random.Random | None = None) -> dict:
-    """Ask for one synthetic file from one seed, with retries. Never raises: returns the record."""
-    rng = rng or random.Random()
+    """Ask for one synthetic file from one seed (client.py retries). Never raises: returns the
+    record. A 400 for context length halves the seed and asks again."""
     t0 = time.time()
     text = truncate_seed(seed["content"], min(cfg.seed_max_chars, seed_cap), cfg.seed_max_tokens, enc)
     rec = {"key": f"{seed['id']}:{fingerprint}", "seed_id": seed["id"], "fingerprint": fingerprint,
            "language": seed.get("language") or "Python", "seed_path": seed.get("path", ""),
            "seed_score": seed.get("score"), "model": cfg.model, "chat": cfg.chat}
     errors: list[str] = []
-    attempt = 0
+    attempts = 0
     while True:
-        path, body = build_request(seed, text, cfg)
-        shrunk = False
+        body = build_request(seed, text, cfg)
         try:
-            resp = client.request("POST", path, body)
-            choice = resp["choices"][0]
-            out = choice["message"]["content"] if cfg.chat else choice["text"]
-            if not isinstance(out, str):
-                raise ValueError("the answer has no text")
-            rec.update(status="ok", text=out, finish_reason=choice.get("finish_reason"),
-                       usage=resp.get("usage") or {}, seed_chars=len(text), attempts=attempt + 1,
-                       errors=errors, seconds=round(time.time() - t0, 3))
-            return rec
-        except HTTPFailure as e:
-            err, retryable, hint = str(e), e.retryable, e.retry_after
+            reply = client.chat(rng, **body) if cfg.chat else client.completions(rng, **body)
+        except APIError as e:
+            attempts += e.attempts
+            errors += [x[:300] for x in e.errors]
             if is_context_error(e) and len(text) > 200:
                 text = truncate_seed(text, len(text) // 2)  # the seed did not fit: halve it and ask again
-                retryable, shrunk = True, True
-        except (OSError, http.client.HTTPException, ConnectionError) as e:  # timeouts, resets, refusals
-            err, retryable, hint = f"{type(e).__name__}: {e}", True, None
-        except (KeyError, IndexError, TypeError, ValueError) as e:
-            err, retryable, hint = f"malformed answer: {type(e).__name__}: {e}", True, None
+                continue
+            err = str(e)
         except Exception as e:  # anything else fails this seed (recorded), never the whole run
-            err, retryable, hint = f"unexpected {type(e).__name__}: {e}", False, None
-        errors.append(err[:300])
-        if not retryable or attempt >= cfg.max_retries:
-            rec.update(status="failed", error=err[:500], attempts=attempt + 1, errors=errors,
-                       seed_chars=len(text), seconds=round(time.time() - t0, 3))
-            return rec
-        if shrunk:
-            delay = 0.0  # nothing is overloaded: the next prompt is simply shorter
+            attempts += 1
+            err = f"unexpected {type(e).__name__}: {e}"
+            errors.append(err[:300])
         else:
-            # exponential backoff with jitter (so that many clients do not retry in step), at least
-            # what the server's Retry-After asks, at most backoff_max
-            delay = min(cfg.backoff_max, max(cfg.backoff_base * 2 ** attempt * rng.uniform(0.5, 1.0), hint or 0.0))
-        time.sleep(delay)
-        attempt += 1
+            choice = reply.data["choices"][0]
+            rec.update(status="ok", text=choice["message"]["content"] if cfg.chat else choice["text"],
+                       finish_reason=choice.get("finish_reason"), usage=reply.data.get("usage") or {},
+                       seed_chars=len(text), attempts=attempts + reply.attempts, errors=errors + reply.errors,
+                       seconds=round(time.time() - t0, 3))
+            return rec
+        rec.update(status="failed", error=err[:500], attempts=attempts, errors=errors, seed_chars=len(text),
+                   seconds=round(time.time() - t0, 3))
+        return rec
 
 
 # -----------------------------------------------------------------------------
@@ -394,19 +310,6 @@ class Appender:
         os.close(self.fd)
 
 
-def server_context(client: Client, model: str) -> int | None:
-    """The model's context length if the server says it (vLLM and sample.py: max_model_len)."""
-    try:
-        for m in client.request("GET", "/models").get("data", []):
-            if m.get("id") == model and m.get("max_model_len"):
-                return int(m["max_model_len"])
-    except Exception:
-        return None
-    finally:
-        client.close()
-    return None
-
-
 def fit_seed_chars(ctx: int, cfg: SynthConfig) -> int:
     """Seed budget in chars so that template + seed + max_tokens fit a context of `ctx` tokens
     (estimated at cfg.chars_per_token; a 400 for context length still halves the seed and retries)."""
@@ -425,7 +328,7 @@ def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfi
     if not todo:
         return stats
     seed_cap = cfg.seed_max_chars
-    ctx = server_context(client, cfg.model)
+    ctx = client.context_length(cfg.model)
     if ctx:
         seed_cap = fit_seed_chars(ctx, cfg)
     app = Appender(out)
@@ -671,9 +574,9 @@ def bench(args, cfg: SynthConfig):
             if not args.ckpt:
                 raise SystemExit("synthesize.py --bench needs --api-base URL or --ckpt DIR (to start sample.py --serve)")
             proc, args.api_base = start_server(args.ckpt)
-        client = Client(args.api_base, None, cfg.timeout)
+        client = make_client(args.api_base, None, cfg)
         if not cfg.model:
-            cfg.model = client.request("GET", "/models")["data"][0]["id"]
+            cfg.model = client.models()[0]["id"]
         if args.seeds:
             seeds = select_seeds(args.seeds, args.limit or 32, cfg.python_share)
         else:  # real code from this machine, as a stand-in for phase-2 documents
@@ -684,9 +587,10 @@ def bench(args, cfg: SynthConfig):
         # greedy and a fixed budget, so both clients ask for exactly the same work
         cfg.temperature, cfg.top_p = 0.0, 1.0
         cfg.chars_per_token = 1.5  # a safe estimate: the direct client has no context-length retry
-        ctx = server_context(client, cfg.model)
+        ctx = client.context_length(cfg.model)
         cap = fit_seed_chars(ctx, cfg) if ctx else cfg.seed_max_chars
         u = urlsplit(args.api_base)
+        path = "/chat/completions" if cfg.chat else "/completions"
         reqs = [build_request(s, truncate_seed(s["content"], cap), cfg) for s in seeds]
         print(f"bench: {len(seeds)} requests, max_tokens={cfg.max_tokens}, concurrency={cfg.concurrency}, "
               f"model={cfg.model} at {args.api_base}")
@@ -695,7 +599,7 @@ def bench(args, cfg: SynthConfig):
             # the server's own throughput: the same requests posted directly, `concurrency` at a time
             t0, c0, toks = time.perf_counter(), time.process_time(), 0
             with ThreadPoolExecutor(cfg.concurrency) as ex:
-                for r in ex.map(lambda pb: _raw_post(u.hostname, u.port, u.path + pb[0], pb[1]), reqs):
+                for r in ex.map(lambda b: _raw_post(u.hostname, u.port, u.path + path, b), reqs):
                     if "usage" not in r:
                         raise SystemExit(f"synthesize.py --bench: the server answered {r}")
                     toks += r["usage"]["completion_tokens"]
@@ -819,10 +723,10 @@ def main(argv=None):
         if args.seed_max_tokens and not args.tokenizer:
             ap.error("--seed-max-tokens needs --tokenizer")
         api_key = os.environ.get("SNOWCODER_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        client = Client(args.api_base, api_key, cfg.timeout)
+        client = make_client(args.api_base, api_key, cfg)
         if not cfg.model:
             try:
-                cfg.model = client.request("GET", "/models")["data"][0]["id"]
+                cfg.model = client.models()[0]["id"]
             except Exception as e:
                 raise SystemExit(f"synthesize.py: no --model given and {args.api_base}/models failed: {e}")
             finally:

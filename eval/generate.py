@@ -10,9 +10,6 @@ sanitized whole program that execution runs.
 """
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
@@ -68,34 +65,27 @@ class LocalModel:
 
 
 class ApiModel:
-    """Any OpenAI-compatible completions endpoint (vLLM, SGLang, sample.py --serve, ...)."""
+    """Any OpenAI-compatible completions endpoint (vLLM, SGLang, sample.py --serve, ...), through client.py."""
 
     def __init__(self, api_base: str, model: str, api_key: str = None, timeout: float = 600.0, retries: int = 5):
+        from client import Client
         base = api_base.rstrip("/")
-        self.url = base + "/completions" if base.endswith("/v1") else base + "/v1/completions"
-        self.model, self.timeout, self.retries = model, timeout, retries
-        self.key = api_key or os.environ.get("OPENAI_API_KEY", "")
+        base = base if base.endswith("/v1") else base + "/v1"
+        self.client = Client(base, api_key or os.environ.get("OPENAI_API_KEY", ""), timeout, max_retries=retries)
+        self.model = model
         self.name = f"{model} @ {api_base}"
 
     def complete(self, prompts: list[str], stop: list[str], max_new_tokens: int) -> list[str]:
-        body = dict(model=self.model, prompt=prompts, max_tokens=max_new_tokens, temperature=0.0, top_p=1.0,
-                    stop=stop[:4])  # OpenAI allows 4 stop strings; we cut at all of them locally anyway
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {self.key}"} if self.key else {})})
-        for attempt in range(self.retries):
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    resp = json.loads(r.read())
-                break
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt == self.retries - 1:
-                    raise SystemExit(f"{self.url}: {e} (after {self.retries} tries); rerun to resume")
-                time.sleep(2 ** attempt)
-        choices = sorted(resp.get("choices", []), key=lambda c: c.get("index", 0))
+        from client import APIError
+        try:  # OpenAI allows 4 stop strings; we cut at all of them locally anyway
+            resp = self.client.completions(model=self.model, prompt=prompts, max_tokens=max_new_tokens,
+                                           temperature=0.0, top_p=1.0, stop=stop[:4]).data
+        except APIError as e:
+            raise SystemExit(f"{e}; rerun to resume") from None
+        choices = sorted(resp["choices"], key=lambda c: c.get("index", 0))
         if len(choices) != len(prompts):
-            raise SystemExit(f"{self.url}: asked for {len(prompts)} completions, got {len(choices)}")
-        return [c.get("text", "") for c in choices]
+            raise SystemExit(f"{self.client.base}/completions: asked for {len(prompts)} completions, got {len(choices)}")
+        return [c["text"] for c in choices]
 
 
 # ---------------------------------------------------------------------------- the loop

@@ -9,14 +9,11 @@ import random
 import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ import pytest
 import synthesize as syn
 from prepare.docs import read_docs, write_docs
 from conftest import stdlib_dir
+from test_client import LoopbackServer, misbehave
 
 ROOT_DIR = Path(syn.__file__).resolve().parent
 
@@ -134,9 +132,10 @@ def has_close_elements(numbers: List[float], threshold: float) -> bool:
 '''
 
 
-class FaultyServer:
+class FaultyServer(LoopbackServer):
     """Each prompt's k-th attempt fails while k < its fault count (0..3, from a hash of the prompt;
-    the kinds of fault taken in turn): so every normal seed succeeds within 4 attempts. Seeds containing ALWAYS_500 never succeed; BAD_REQUEST gets a 400."""
+    the kinds of fault taken in turn): so every normal seed succeeds within 4 attempts. Seeds
+    containing ALWAYS_500 never succeed; BAD_REQUEST gets a 400. The faults: tests/test_client.py."""
     FAULTS = ["500", "429", "hang", "drop", "reset", "cut"]
 
     def __init__(self, fault_rate: float = 0.6, hang_s: float = 1.5, delay_s: float = 0.0):
@@ -146,100 +145,38 @@ class FaultyServer:
         self.auth: set = set()
         self.log: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.stop = threading.Event()
-        srv = self
+        super().__init__(self.on_post, models=({"id": "canned", "object": "model"},))
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def send_json(self, status, obj, extra=()):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in extra:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self.send_json(200, {"object": "list", "data": [{"id": "canned", "object": "model"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                chat = self.path.endswith("/chat/completions")
-                prompt = body["messages"][-1]["content"] if chat else body["prompt"]
-                h = int(hashlib.sha1(prompt.encode()).hexdigest(), 16)
-                with srv.lock:
-                    k = srv.attempts[prompt]
-                    srv.attempts[prompt] += 1
-                n_faults = (h % 4) if (h >> 8) % 100 < srv.fault_rate * 100 else 0
-                fault = None
-                if k < n_faults:  # the fault kinds in turn, so that every kind occurs
-                    with srv.lock:
-                        fault = srv.FAULTS[srv.n_faults % len(srv.FAULTS)]
-                        srv.n_faults += 1
-                if "ALWAYS_500" in prompt:
-                    fault = "500"
-                if "BAD_REQUEST" in prompt:
-                    fault = "400"
-                with srv.lock:
-                    srv.log.append((prompt[-40:], fault or "ok"))
-                    srv.auth.add(self.headers.get("Authorization"))
-                if srv.delay_s:
-                    srv.stop.wait(srv.delay_s)
-                if fault == "500":
-                    return self.send_json(500, {"error": {"message": "boom"}})
-                if fault == "400":
-                    return self.send_json(400, {"error": {"message": "bad", "code": "invalid"}})
-                if fault == "429":
-                    return self.send_json(429, {"error": {"message": "slow down"}}, [("Retry-After", "0")])
-                if fault == "hang":  # longer than the client's timeout, then nothing
-                    srv.stop.wait(srv.hang_s)
-                    self.close_connection = True
-                    return
-                if fault == "drop":  # close without a word
-                    self.close_connection = True
-                    return
-                if fault == "reset":  # RST instead of FIN
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    return
-                code = canned_code(prompt)
-                text = f"Here is the file.\n\n```python\n{code}```\n" if chat else code
-                resp = {"id": "x", "object": "chat.completion" if chat else "text_completion", "model": "canned",
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}],
-                        "usage": {"prompt_tokens": len(prompt) // 3, "completion_tokens": len(text) // 3,
-                                  "total_tokens": (len(prompt) + len(text)) // 3}}
-                if fault == "cut":  # a 200 whose body stops half way
-                    data = json.dumps(resp).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data[: len(data) // 2])
-                    self.close_connection = True
-                    return
-                self.send_json(200, resp)
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.httpd = S(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def on_post(self, h, body):
+        chat = h.path.endswith("/chat/completions")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        n = int(hashlib.sha1(prompt.encode()).hexdigest(), 16)
+        with self.lock:
+            k = self.attempts[prompt]
+            self.attempts[prompt] += 1
+        n_faults = (n % 4) if (n >> 8) % 100 < self.fault_rate * 100 else 0
+        fault = "ok"
+        if k < n_faults:  # the fault kinds in turn, so that every kind occurs
+            with self.lock:
+                fault = self.FAULTS[self.n_faults % len(self.FAULTS)]
+                self.n_faults += 1
+        if "ALWAYS_500" in prompt:
+            fault = "500"
+        if "BAD_REQUEST" in prompt:
+            fault = "400"
+        with self.lock:
+            self.log.append((prompt[-40:], fault))
+            self.auth.add(h.headers.get("Authorization"))
+        if self.delay_s:
+            self.stop.wait(self.delay_s)
+        code = canned_code(prompt)
+        text = f"Here is the file.\n\n```python\n{code}```\n" if chat else code
+        resp = {"id": "x", "object": "chat.completion" if chat else "text_completion", "model": "canned",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}],
+                "usage": {"prompt_tokens": len(prompt) // 3, "completion_tokens": len(text) // 3,
+                          "total_tokens": (len(prompt) + len(text)) // 3}}
+        misbehave(h, fault, resp, self.stop, self.hang_s)
 
 
 def fault_seeds(path: Path) -> list[dict]:
