@@ -49,8 +49,9 @@ Continuous batching: request threads parse and validate, then hand one row per c
 thread that owns the model and a fixed pool of KV-cache slots. Every engine step admits waiting rows
 into free slots (their prompt is prefilled in the same step), then decodes one token for every
 running row at once, each with its own temperature, top_p and generator; a finished or cancelled
-row (the client went away) frees its slot at once for the next one. `--batching static` admits a new
-batch only when the whole previous batch has finished (the comparison in bench_server.py).
+row (the client went away) frees its slot at once for the next one. `--batching static` is the
+baseline in bench_server.py: a new batch is admitted only when the whole previous batch has ended,
+and a row that ends early keeps its slot and is computed until then, as in a padded batch.
 
 KV layout: per layer, k and v buffers (slots, n_kv_head, capacity, head_dim). Keys are cached after
 RoPE, so attention does not care in which column a key sits, only whether the row's mask selects
@@ -63,7 +64,6 @@ import argparse
 import codecs
 import json
 import math
-import os
 import queue
 import select
 import signal
@@ -208,6 +208,7 @@ class Row:
     prompt_logprobs: int | None = None  # the same for the prompt (echo)
     events: queue.Queue | None = None   # where the engine reports progress (the request thread reads)
     stream: bool = False          # also report text deltas as they are generated
+    ignore_eos: bool = False      # vLLM's extra: special tokens do not end the row (benchmarks)
     index: int = 0                # the choice index in its request
     # engine state
     out: list[int] = field(default_factory=list)
@@ -278,9 +279,12 @@ class Engine:
     # -- the engine side (one thread)
     def step(self):
         """Admit waiting rows into free slots (prefilling them), then decode one token for all."""
-        for s, r in enumerate(self.rows):
-            if r is not None and (r.cancelled or r.finish is not None):
-                self._free(s, "cancelled" if r.finish is None else None)
+        ended = [s for s, r in enumerate(self.rows) if r is not None and (r.cancelled or r.finish is not None)]
+        if not self.static or len(ended) == sum(r is not None for r in self.rows):
+            for s in ended:  # static batching frees its slots only once the whole batch has ended
+                if self.rows[s].finish is None:
+                    self._finish(self.rows[s], "cancelled")
+                self._release(s)
         running = [r for r in self.rows if r is not None]
         admit = []
         with self.lock:
@@ -309,15 +313,21 @@ class Engine:
         print(f"sample.py: engine step failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         for r in rows:
             if r.slot >= 0 and self.rows[r.slot] is r:
-                self._free(r.slot, None)
+                self._release(r.slot)
             self._finish(r, "error", f"generation failed: {type(e).__name__}: {e}")
 
     def _free(self, s, reason):
+        """A row has ended: report it, and give its slot to the next row. Static batching keeps the
+        slot (and keeps computing the row, as a padded batch does) until the whole batch has ended."""
         r = self.rows[s]
-        self.rows[s] = None
-        self.valid[s] = False
         if reason is not None and r.finish is None:
             self._finish(r, reason)
+        if not self.static:
+            self._release(s)
+
+    def _release(self, s):
+        self.rows[s] = None
+        self.valid[s] = False
 
     def _finish(self, r: Row, reason: str, message: str | None = None):
         if r.finish is not None:
@@ -382,7 +392,7 @@ class Engine:
         lo, hi = live[0], live[-1] + 1
         rows = self.rows[lo:hi]
         c = self.clock
-        tokens = torch.tensor([[r.last if r is not None else 0] for r in rows], dtype=torch.long, device=self.device)
+        tokens = torch.tensor([[max(r.last, 0) if r is not None else 0] for r in rows], dtype=torch.long, device=self.device)
         positions = torch.tensor([[r.pos if r is not None else 0] for r in rows], device=self.device)
         mask = self.valid[lo:hi, :c + 1].clone()
         mask[:, c] = True  # each row sees its own new key (an empty slot in the range sees only that)
@@ -390,7 +400,7 @@ class Engine:
             h = self._forward(tokens, positions, lo, hi, c, mask[:, None, None, :])
             logits = self.ck.model.lm_head(h[:, -1]).float()                               # (B, vocab)
         self.clock = c + 1
-        keep = [i for i, r in enumerate(rows) if r is not None]
+        keep = [i for i, r in enumerate(rows) if r is not None and r.finish is None and not r.cancelled]
         for i in keep:
             self.valid[lo + i, c] = True
             rows[i].pos += 1
@@ -458,7 +468,7 @@ class Engine:
         if r.cancelled:
             self._free(r.slot, "cancelled")
             return
-        if tok in self.ck.stop_ids:
+        if tok in self.ck.stop_ids and not r.ignore_eos:
             self._free(r.slot, "stop")
             return
         r.out.append(tok)
@@ -574,6 +584,7 @@ def parse_request(ck: Checkpoint, cfg: ServeConfig, body, chat: bool) -> Request
         raise RequestError(400, "'stream_options' must be an object, and only with stream=true", "stream_options")
     include_usage = _flag(opts or {}, "include_usage")
     as_ids = _flag(body, "return_tokens_as_token_ids")
+    ignore_eos = _flag(body, "ignore_eos")
     if chat:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
@@ -636,7 +647,7 @@ def parse_request(ck: Checkpoint, cfg: ServeConfig, body, chat: bool) -> Request
     rows = [Row(prompt=ids, max_tokens=min(max_tokens, ck.block_size - len(ids)), temperature=temperature,
                 top_p=top_p, stop=stop, seed=None if seed is None else seed + j, logprobs=logprobs,
                 prompt_logprobs=logprobs if echo and logprobs is not None else None, events=events,
-                stream=stream, index=k * n + j)
+                stream=stream, ignore_eos=ignore_eos, index=k * n + j)
             for k, ids in enumerate(prompts) for j in range(n)]
     return Request(chat=chat, prompts=prompts, texts=texts, rows=rows, stream=stream,
                    include_usage=include_usage, echo=echo, logprobs=logprobs, as_ids=as_ids)
@@ -770,6 +781,7 @@ def make_server(ck: Checkpoint, host: str = "127.0.0.1", port: int = 0, cfg: Ser
 
         def do_POST(self):
             path = self.path.split("?")[0].rstrip("/")
+            self.streaming = False
             try:
                 if path not in ("/v1/completions", "/v1/chat/completions"):
                     self.close_connection = True  # the body stays unread
@@ -809,7 +821,10 @@ def make_server(ck: Checkpoint, host: str = "127.0.0.1", port: int = 0, cfg: Ser
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client went away; nothing to answer
             except Exception as e:  # never let one request take the server down
+                print(f"sample.py: internal error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
                 self.close_connection = True
+                if self.streaming:
+                    return  # the stream's 200 is out: closing the connection is the only answer left
                 self._error(RequestError(500, f"internal error: {type(e).__name__}: {e}", code="internal_error"))
 
         def _events(self, req: Request):
@@ -844,6 +859,7 @@ def make_server(ck: Checkpoint, host: str = "127.0.0.1", port: int = 0, cfg: Ser
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            self.streaming = True
 
             def send(data: bytes):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -948,6 +964,30 @@ def serve(ck: Checkpoint, host: str, port: int, cfg: ServeConfig):
     st = httpd.engine.stats
     print(f"sample.py: served {st['requests']} requests, {st['tokens']} tokens in {st['steps']} decode steps "
           f"({st['cancelled']} rows cancelled)", flush=True)
+
+
+def spawn_server(ckpt, *extra: str, timeout: float = 120.0):
+    """`sample.py --serve --port 0 *extra` as a subprocess, for tests and benchmarks; returns
+    (proc, port) once it listens. Its output is read on (a full pipe would block the server) into
+    proc.lines."""
+    import re
+    import subprocess
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--ckpt", str(ckpt), "--serve",
+                             "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=Path(__file__).resolve().parent)
+    proc.lines = []
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        proc.lines.append(line)
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        if m:
+            threading.Thread(target=lambda: proc.lines.extend(proc.stdout), daemon=True).start()
+            return proc, int(m.group(1))
+    proc.kill()
+    raise RuntimeError("sample.py --serve did not start: " + "".join(proc.lines)[-2000:])
 
 
 # -----------------------------------------------------------------------------
