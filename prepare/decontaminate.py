@@ -8,14 +8,25 @@ Decontaminate: drop every document that contains a piece of an evaluation benchm
 
 What is matched: the code and text of every benchmark item (prompts, canonical solutions, tests,
 MBPP's test asserts one by one and together, BigCodeBench's prompts, GSM8K's questions and
-answers), normalized to a token sequence (words and single punctuation marks, whitespace and
-layout ignored, so re-indented or re-wrapped copies still match).
-A document is contaminated when it shares with any item
-  - a run of `ngram` (24) consecutive tokens, or
-  - a whole short field of `min_tokens`..ngram-1 tokens (an MBPP assert is ~15 tokens).
+answers), and each HumanEval-style prompt followed by its solution. Both sides are normalized the
+same way before tokenizing: comment markers at the start of a line (# // /* * -- ; %) and a
+closing */ are removed, quote characters (' " `) are removed (so docstring delimiters and quote
+style do not matter), and the text becomes a token sequence (words and single punctuation marks:
+whitespace and layout ignored). A question pasted as # comments, a docstring turned into //
+comments or a re-indented solution still match.
+A document is contaminated when, with any item, it
+  - shares a run of `ngram` (24) consecutive tokens, or
+  - contains a whole short field of `min_tokens`..ngram-1 tokens (an MBPP assert is ~15 tokens), or
+  - contains a whole short solution field (canonical_solution, code, answer) of `short_solution`
+    (8) or more tokens, which needs only 2 identifier tokens (arithmetic-heavy answers are mostly
+    numbers and operators), or
+  - is, as a whole, a field or prompt + solution (exact normalized match, any length >= 3
+    tokens). A prompt's signature without its docstring followed by the solution is a solution
+    field too, so `def strlen(string: str) -> int: return len(string)` is found in any file.
 Boilerplate that many items share ("def check(candidate):", BigCodeBench's import blocks and
 unittest scaffolding) would match ordinary code, so a run found in more than `max_items` distinct
-items is not used. Shorter fields than `min_tokens` ("return a + b") are too generic to match.
+items is not used. The false-positive rate on a clean corpus (site-packages) is measured by
+`python -m prepare.bench --decontam` and reported in the README.
 
 Hashing: a token is crc32'd; the run of L tokens starting at i hashes to sum_t h[i+t] R^t mod 2^64,
 computed for every i at once from prefix sums (R odd, so R^-i exists mod 2^64): O(1) numpy passes
@@ -43,6 +54,8 @@ class DecontamConfig:
     ngram: int = 24          # tokens in a shared run that counts as contamination
     min_tokens: int = 10     # shorter benchmark fields are not matched at all
     max_items: int = 8       # runs found in more distinct items than this are boilerplate
+    short_solution: int = 8  # solution fields from this many tokens on are matched whole
+    min_exact: int = 3       # a whole document equal to a field this long (or longer) counts
 
 
 # fields that hold code or problem text, by benchmark file; anything else (inputs, metadata) is skipped
@@ -50,6 +63,16 @@ TEXT_FIELDS = ("prompt", "canonical_solution", "test", "code", "test_list", "cha
                "complete_prompt", "instruct_prompt", "code_prompt", "assertion", "question", "answer", "text")
 
 _TOK = re.compile(r"\w+|[^\w\s]")
+_COMMENT = re.compile(r"(?m)^[ \t]*(?:#+|//+|/\*+|\*+/?|--+|;+|%+)|\*+/[ \t]*$")
+_QUOTES = str.maketrans("", "", "'\"`")
+SOLUTION_FIELDS = ("canonical_solution", "code", "answer")
+_DOCSTRING = re.compile(r'"""(?:.|\n)*?"""|\'\'\'(?:.|\n)*?\'\'\'')
+
+
+def normalize(text: str) -> str:
+    """What both sides are matched on: leading comment markers and closing */ removed, quotes
+    removed (whitespace is dropped by the tokenizer)."""
+    return _COMMENT.sub(" ", text).translate(_QUOTES)
 _R = 0x9E3779B97F4A7C15                 # odd: invertible mod 2^64
 _R_INV = pow(_R, -1, 2**64)
 _pw = np.ones(1, dtype=np.uint64)
@@ -92,9 +115,9 @@ _wordy_of = _WordyCache()
 
 
 def token_hashes(text: str, wordy: bool = False):
-    """crc32 (+1) of each token; with wordy=True also a bool array: token has a letter and >= 2
-    characters (identifiers and keywords, not numbers, single letters or punctuation)."""
-    toks = _TOK.findall(text)
+    """crc32 (+1) of each token of the normalized text; with wordy=True also a bool array: token has
+    a letter and >= 2 characters (identifiers and keywords, not numbers, single letters or punctuation)."""
+    toks = _TOK.findall(normalize(text))
     h = np.fromiter(map(_hash_of.__getitem__, toks), dtype=np.uint64, count=len(toks))
     if not wordy:
         return h
@@ -155,7 +178,14 @@ def benchmark_records(bench_dir=None) -> list[tuple[str, dict]]:
 
 
 def item_texts(rec: dict):
-    """(field, text) pairs of one benchmark record; lists of asserts give each assert and all together."""
+    """(field, text) pairs of one benchmark record; lists of asserts give each assert and all
+    together; a prompt with a canonical solution also gives the two together."""
+    if isinstance(rec.get("prompt"), str) and isinstance(rec.get("canonical_solution"), str):
+        yield "canonical_solution", rec["prompt"] + rec["canonical_solution"]
+        # the signature without its docstring, then the body: a short solution copied bare
+        bare = _DOCSTRING.sub("", rec["prompt"])
+        if bare != rec["prompt"]:
+            yield "canonical_solution", bare + rec["canonical_solution"]
     for f in TEXT_FIELDS:
         v = rec.get(f)
         if isinstance(v, str) and v.strip():
@@ -167,12 +197,17 @@ def item_texts(rec: dict):
                     yield f, x
 
 
-def informative(wordy: np.ndarray, L: int) -> np.ndarray:
-    """Which runs of L tokens hold at least max(4, L // 4) identifier/keyword tokens. Runs of
+def informative(wordy: np.ndarray, L: int, least: int = 4) -> np.ndarray:
+    """Which runs of L tokens hold at least max(least, L // 4) identifier/keyword tokens. Runs of
     numbers, single letters or punctuation ("0 , 1 , 2 , ...", "'A', 'B', ...") occur in any
     code base and say nothing about a benchmark item."""
     c = np.concatenate([[0], np.cumsum(wordy)])
-    return (c[L:] - c[:-L]) >= max(4, L // 4)
+    return (c[L:] - c[:-L]) >= max(least, L // 4)
+
+
+def full_hash(h: np.ndarray) -> int:
+    """One hash of a whole token sequence (its length mixed in)."""
+    return int(run_hashes(h, [len(h)])[len(h)][0]) ^ (len(h) * 0x9E3779B97F4A7C15 % 2**64) if len(h) else 0
 
 
 class BenchmarkMatcher:
@@ -184,7 +219,8 @@ class BenchmarkMatcher:
         item_of = {}
         grams = {}                       # L -> list of (hash array, item index)
         seen_text = {}
-        cache = {}                       # text -> (L, informative run hashes): Hard repeats the full set
+        cache = {}                       # text -> [(L, informative run hashes)]: Hard repeats the full set
+        self.exact = {}                  # hash of a whole normalized field -> item index
         for bench, rec in benchmark_records(bench_dir):
             tid = str(rec.get("task_id", rec.get("question", "")[:40]))
             for field, text in item_texts(rec):
@@ -196,17 +232,21 @@ class BenchmarkMatcher:
                 if (text, idx) in seen_text:
                     continue
                 seen_text[(text, idx)] = True
-                if text not in cache:
+                ck = (text, field in SOLUTION_FIELDS)
+                if ck not in cache:
                     h, w = token_hashes(text, wordy=True)
-                    if len(h) < cfg.min_tokens:
-                        cache[text] = None
-                    else:
+                    runs = []
+                    if len(h) >= cfg.min_exact:
+                        self.exact.setdefault(full_hash(h), idx)
+                    if len(h) >= (cfg.short_solution if ck[1] else cfg.min_tokens):
                         L = min(cfg.ngram, len(h))
-                        cache[text] = (L, run_hashes(h, [L])[L][informative(w, L)])
-                if cache[text] is None or len(cache[text][1]) == 0:
-                    continue
-                L, g = cache[text]
-                grams.setdefault(L, []).append((g, np.full(len(g), idx, dtype=np.int32)))
+                        # a short solution, whole, needs fewer identifiers: `return (N - 1)`
+                        least = 2 if ck[1] and L < cfg.ngram else 4
+                        runs.append((L, run_hashes(h, [L])[L][informative(w, L, least)]))
+                    cache[ck] = runs
+                for L, g in cache[ck]:
+                    if len(g):
+                        grams.setdefault(L, []).append((g, np.full(len(g), idx, dtype=np.int32)))
         # the same task under several files (HumanEval / HumanEval+ / Mini) is one "distinct item"
         # for the boilerplate rule: count distinct task texts by (family, task id)
         fam_id = {}
@@ -243,6 +283,8 @@ class BenchmarkMatcher:
         """Benchmark items sharing a run with `text` (at most `limit`, fewest first)."""
         h = token_hashes(text)
         hits = []
+        if len(h) >= self.cfg.min_exact and full_hash(h) in self.exact:
+            hits.append(self.exact[full_hash(h)])
         for L, runs in run_hashes(h, self.lengths).items():
             keys, items = self.index[L]
             b = (runs >> np.uint64(38)).astype(np.int64)

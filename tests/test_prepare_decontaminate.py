@@ -58,3 +58,36 @@ def test_only_planted_files_removed(tmp_path, matcher, bench_dir):
     # the surrounding code alone, or a short generic line from a solution, is not contamination
     assert matcher.match("import sys\n\nclass Grid:\n    def walk(self, grid, k):\n        return k\n") == []
     assert matcher.match("def f(a, b):\n    return a + b\n") == []
+
+
+def wrapped_and_short(bench_dir):
+    """Leaks the plain n-gram matcher missed: a GSM8K question pasted over `#` lines, a HumanEval
+    prompt's docstring turned into `//` comments, a short MBPP solution inside a module, and a
+    file that is one short HumanEval solution under its signature."""
+    gsm = _jsonl(bench_dir / "gsm8k-test.jsonl.gz")[0]["question"]
+    he = {r["task_id"]: r for r in _jsonl(bench_dir / "HumanEval.jsonl.gz")}
+    mbpp = {r["task_id"]: r for r in _jsonl(bench_dir / "mbpp.jsonl.gz")}
+    words = gsm.split()
+    a = ("# Word problem used as a fixture\n" + "".join("# " + " ".join(words[i:i + 8]) + "\n" for i in range(0, len(words), 8))
+         + "def solve():\n    return 18\n")
+    doc = he["HumanEval/0"]["prompt"]
+    b = "// Port of a Python helper\n" + "".join("// " + l.strip().replace('"""', "") + "\n" for l in doc.splitlines()) \
+        + "function hasCloseElements(numbers, threshold) { return false; }\n"
+    c = "import math\n\n\ndef area(r):\n    return math.pi * r * r\n\n\n" + mbpp[89]["code"].replace("\r\n", "\n") + "\n"
+    d = "import os\n\n\ndef strlen(string: str) -> int:\n    return len(string)\n\n\nprint(strlen(os.sep))\n"
+    return {"gsm8k_comments.py": (a, "gsm8k"), "humaneval_doc_comments.js": (b, "humaneval"),
+            "short_mbpp.py": (c, "mbpp"), "short_humaneval.py": (d, "humaneval")}
+
+
+def test_comment_wrapped_and_short_leaks_removed(matcher, bench_dir):
+    for name, (text, bench) in wrapped_and_short(bench_dir).items():
+        hits = matcher.match(text)
+        assert any(h["benchmark"].startswith(bench) for h in hits), (name, hits)
+
+
+def test_normalization_keeps_clean_code_clean(matcher):
+    """Normalizing comments and quotes away does not make ordinary code match: a stdlib module
+    with its comments and docstrings, and short generic functions."""
+    for f in ("bisect.py", "heapq.py", "textwrap.py", "fnmatch.py"):
+        assert matcher.match((stdlib_dir() / f).read_text(encoding="utf-8")) == [], f
+    assert matcher.match("def add(x, y):\n    # add two numbers\n    return x + y\n") == []
