@@ -9,21 +9,59 @@ Steps, each in its own directory under --out (and each runnable alone, see its m
     filter         D/p1/filter          prepare/filter.py      StarCoder/BigCode heuristics
     dedup          D/p1/dedup           prepare/dedup.py       exact + MinHash-LSH near dedup
     decontaminate  D/p1/decontaminate   prepare/decontaminate.py   benchmark n-gram matching
-    tokenizer      D/p1/tokenizer.tiktoken  prepare/tokenizer.py  (only without --tokenizer)
+    tokenizer      D/p1/tokenizer_sample    a deterministic uniform sample of the documents
+                   D/p1/tokenizer.tiktoken  prepare/tokenizer.py  (only without --tokenizer)
     pack           D/p1/shards          prepare/pack.py        manifest.json + *.bin
 The final documents (what phase 2 scores) are D/p1/decontaminate, named in the manifest's
 "documents_dir". Every step resumes: a rerun skips finished tasks and steps. With --task K (or a
 Slurm array) each process does its share of each step and stops at the first step still waiting
 for other tasks; rerun the array (or once without --task) to go on.
+
+The tokenizer's training text is a sample of all of D/p1/decontaminate, drawn by every task from
+its own share: a document is in it when a hash of (seed, id) falls below rate = --tokenizer-mb /
+the corpus' MB, so the sample is uniform over tasks, files and languages, about --tokenizer-mb
+large, and the same whatever the task count (tokenizer_sample/stats.json has MB per language).
 """
 import argparse
+import json
 import os
 import time
 from pathlib import Path
 
 from prepare import dedup, decontaminate, filter as filt, ingest, pack
-from prepare.pipeline import add_task_args
+from prepare.docs import part_name, write_docs
+from prepare.pack import stable_u64
+from prepare.pipeline import add_task_args, run_tasks, task_docs
 from prepare.tokenizer import iter_texts, load_tokenizer, save_tokenizer, train_bpe
+
+
+def sample_task(k, n_tasks, docs_dir, out_dir, rate, seed):
+    stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "bytes_per_language": {}}
+
+    def kept():
+        for d in task_docs(docs_dir, k, n_tasks):
+            n = len(d["content"].encode("utf-8", "surrogatepass"))
+            stats["docs_in"] += 1
+            stats["bytes_in"] += n
+            if stable_u64(seed, "tokenizer", d["id"]) / 2**64 < rate:
+                stats["docs_out"] += 1
+                stats["bytes_out"] += n
+                lang = d["language"]
+                stats["bytes_per_language"][lang] = stats["bytes_per_language"].get(lang, 0) + n
+                yield d
+
+    write_docs(Path(out_dir) / part_name(k), kept())
+    return stats
+
+
+def tokenizer_sample(docs_dir, out_dir, mb: float, seed: int, **common):
+    """The tokenizer's training documents: each task keeps its share's documents whose hash falls
+    below mb / corpus MB (the corpus size from the step's merged stats)."""
+    total = json.loads((Path(docs_dir) / "stats.json").read_text())["bytes_out"]
+    rate = min(1.0, mb * 1e6 / max(1, total))
+    return run_tasks(out_dir, common["tasks"], sample_task, args=(str(docs_dir), str(out_dir), rate, seed),
+                     task=common["task"], workers=common["workers"], name="tokenizer_sample",
+                     settings=dict(input=str(Path(docs_dir).resolve()), mb=mb, seed=seed, rate=rate))
 
 
 def main(argv=None):
@@ -33,7 +71,8 @@ def main(argv=None):
     ap.add_argument("--input", nargs="*", default=[], help="source dirs, .jsonl(.gz/.zst), .parquet (default: this machine's code)")
     ap.add_argument("--tokenizer", default=None, help="existing tiktoken rank file; default: train one into D/tokenizer.tiktoken")
     ap.add_argument("--vocab-size", type=int, default=64000, help="tokenizer entries incl. specials (paper: 64000)")
-    ap.add_argument("--tokenizer-mb", type=float, default=500.0, help="train the tokenizer on at most this many MB")
+    ap.add_argument("--tokenizer-mb", type=float, default=500.0,
+                    help="train the tokenizer on a uniform sample of about this many MB of the corpus")
     ap.add_argument("--max-mb", type=float, default=None, help="machine mode: read at most this many MB of code")
     ap.add_argument("--repo-level", type=int, default=1, help="directory depth naming a repository (directory inputs)")
     ap.add_argument("--benchmarks", default=None, help="benchmark dir for decontamination (default: $SNOWCODER_BENCHMARKS or ../shared/benchmarks)")
@@ -57,14 +96,18 @@ def main(argv=None):
 
     tok = Path(a.tokenizer) if a.tokenizer else out / "tokenizer.tiktoken"
     if a.tokenizer is None and not tok.exists():
+        sample = tokenizer_sample(docs_dir, out / "tokenizer_sample", a.tokenizer_mb, a.seed, **common)
+        step(sample)
         me = a.task if a.task is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
         if me is not None:
             # one process trains it (task 0); the others pick the file up on their next run
             if int(me) != 0:
                 print(f"phase1: the tokenizer is trained by task 0; rerun when {tok} exists")
                 raise SystemExit(0)
-        print(f"tokenizer: training {a.vocab_size} entries on up to {a.tokenizer_mb:.0f} MB of {docs_dir}", flush=True)
-        ranks = train_bpe(iter_texts([docs_dir], int(a.tokenizer_mb * 1e6)), a.vocab_size,
+        print(f"tokenizer: training {a.vocab_size} entries on a {sample['bytes_out'] / 1e6:.1f} MB sample of "
+              f"{docs_dir} ({sample['docs_out']:,} documents; MB per language: "
+              + ", ".join(f"{l} {n / 1e6:.1f}" for l, n in sample["bytes_per_language"].items()) + ")", flush=True)
+        ranks = train_bpe(iter_texts([out / "tokenizer_sample"]), a.vocab_size,
                           workers=a.workers or os.cpu_count() or 1, verbose=True)
         save_tokenizer(ranks, tok)
     enc = load_tokenizer(tok)

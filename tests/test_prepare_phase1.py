@@ -82,3 +82,28 @@ def test_killed_run_resumes_and_matches(tmp_path, tiny_tokenizer_path, bench_dir
     assert a["documents_dir"].endswith("ref/decontaminate") and b["documents_dir"].endswith("run/decontaminate")
     st = json.loads((out / "dedup" / "stats.json").read_text())
     assert st["dropped"].get("exact_duplicate") == 1
+
+
+def test_tokenizer_sample_uniform_and_task_independent(tmp_path):
+    """The tokenizer's sample: about the knob's size, drawn from every part and language, the same
+    documents whether one task or three draw it."""
+    import json
+    from prepare.docs import read_docs, write_docs
+    from prepare.phase1 import tokenizer_sample
+    docs = []
+    for i, f in enumerate(sorted(stdlib_dir().glob("*.py"))[:150]):
+        lang = ("Python", "C", "Go")[i % 3]
+        docs.append({"id": f"x{i}", "content": f.read_text(encoding="utf-8", errors="replace"), "language": lang,
+                     "repo": "r", "path": f.name, "source": "t"})
+    total = sum(len(d["content"].encode()) for d in docs)
+    for k in range(3):
+        write_docs(tmp_path / "docs" / f"part-{k:05d}.jsonl.gz", docs[k::3])
+    (tmp_path / "docs" / "stats.json").write_text(json.dumps({"bytes_out": total}))
+    mb = total / 4 / 1e6                                         # a quarter of the corpus
+    one = tokenizer_sample(tmp_path / "docs", tmp_path / "s1", mb, 1337, tasks=1, task=None, workers=1)
+    three = tokenizer_sample(tmp_path / "docs", tmp_path / "s3", mb, 1337, tasks=3, task=None, workers=1)
+    ids1 = sorted(d["id"] for d in read_docs(tmp_path / "s1"))
+    assert ids1 == sorted(d["id"] for d in read_docs(tmp_path / "s3"))
+    assert 0.12 * total < one["bytes_out"] < 0.4 * total and one == {**one, "bytes_out": three["bytes_out"]}
+    assert set(one["bytes_per_language"]) == {"Python", "C", "Go"}
+    assert all(json.loads((tmp_path / "s3" / f"stats-{k:05d}.json").read_text())["docs_out"] > 0 for k in range(3))
