@@ -401,8 +401,9 @@ class Engine:
             logits = self.ck.model.lm_head(h[:, -1]).float()                               # (B, vocab)
         self.clock = c + 1
         keep = [i for i, r in enumerate(rows) if r is not None and r.finish is None and not r.cancelled]
+        if keep:
+            self.valid[torch.tensor(keep, device=self.device) + lo, c] = True
         for i in keep:
-            self.valid[lo + i, c] = True
             rows[i].pos += 1
         self.stats["steps"] += 1
         self._sample([rows[i] for i in keep], logits[keep])
@@ -871,7 +872,8 @@ def make_server(ck: Checkpoint, host: str = "127.0.0.1", port: int = 0, cfg: Ser
                 c.update(extra)
                 send(b"data: " + json.dumps(c).encode() + b"\n\n")
 
-            offsets = {}  # completions text_offset continues across chunks
+            sent_toks = [0] * len(req.rows)  # tokens whose logprobs went out, per row
+            offset = [0] * len(req.rows)     # completions text_offset continues across chunks
             for r in req.rows:
                 if req.chat:
                     chunk([{"index": r.index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -879,27 +881,27 @@ def make_server(ck: Checkpoint, host: str = "127.0.0.1", port: int = 0, cfg: Ser
                 elif req.echo:
                     text, lp = prompt_part(ck, req, r)
                     chunk([{"index": r.index, "text": text, "logprobs": lp, "finish_reason": None}])
-                    offsets[r.index] = len(text)
+                    offset[r.index] = len(text)
             try:
                 for ev in self._events(req):
-                    r = req.rows[ev[1]]
+                    i = ev[1]
                     if ev[0] == "finish":
                         fin = {"delta": {}} if req.chat else {"text": ""}
-                        chunk([{"index": r.index, **fin, "logprobs": None, "finish_reason": ev[2]}])
+                        chunk([{"index": i, **fin, "logprobs": None, "finish_reason": ev[2]}])
                         continue
                     text, lps = ev[2], ev[3]
-                    n_before = offsets.get(("lp", r.index), 0)
-                    toks = r.out[n_before:n_before + len(lps)]
-                    offsets[("lp", r.index)] = n_before + len(lps)
+                    toks = req.rows[i].out[sent_toks[i]:sent_toks[i] + len(lps)]
+                    sent_toks[i] += len(lps)
+                    lp = None
                     if req.chat:
-                        lp = None if req.logprobs is None else chat_logprobs(ck, toks, lps, req.logprobs, req.as_ids)
-                        chunk([{"index": r.index, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}])
-                    else:
-                        lp = None
                         if req.logprobs is not None:
-                            lp = completion_logprobs(ck, toks, lps, req.as_ids, offsets.get(r.index, 0))
-                            offsets[r.index] = offsets.get(r.index, 0) + sum(len(s) for s in lp["tokens"])
-                        chunk([{"index": r.index, "text": text, "logprobs": lp, "finish_reason": None}])
+                            lp = chat_logprobs(ck, toks, lps, req.logprobs, req.as_ids)
+                        chunk([{"index": i, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}])
+                    else:
+                        if req.logprobs is not None:
+                            lp = completion_logprobs(ck, toks, lps, req.as_ids, offset[i])
+                            offset[i] += sum(len(t) for t in lp["tokens"])
+                        chunk([{"index": i, "text": text, "logprobs": lp, "finish_reason": None}])
             except RequestError as e:  # the stream has begun: the error goes in-band, as vLLM does
                 send(b"data: " + json.dumps(error_body(e)).encode() + b"\n\n")
             else:

@@ -124,12 +124,12 @@ def test_token_rules(ref, ckpt):
 
 
 def test_engine_matches_full_forward_with_slot_reuse_and_compaction(ref):
-    """7 rows through 3 KV-cache slots and a small capacity: rows join as others leave, the cache
+    """7 rows through 2 KV-cache slots and a small capacity: rows join as others leave, the cache
     is compacted, and every greedy answer is the no-cache reference's."""
     ck = ref.ck
     prompts = [ref.ids(p) for p in PROMPTS] + [ref.ids("y = 2\n" * 5)]
-    eng = sample.Engine(ck, slots=3, max_len=48)
-    rows = [sample.Row(prompt=p, max_tokens=min(6 + 5 * i, 48 - len(p))) for i, p in enumerate(prompts)]
+    eng = sample.Engine(ck, slots=2, max_len=32)
+    rows = [sample.Row(prompt=p, max_tokens=min(4 + 3 * i, 32 - len(p))) for i, p in enumerate(prompts)]
     eng.submit(rows)
     while eng.busy():
         eng.step()
