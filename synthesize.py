@@ -7,8 +7,8 @@ ONE new, self-contained, problem-solving code file in the seed's language. The p
 PROMPT_TEMPLATE below, the one place to read or change it.
 
     python synthesize.py --seeds D/p2/selected --api-base http://127.0.0.1:8000/v1 --model p2 \
-        --out D/p3/synthetic.jsonl [--limit N] [--concurrency 8] [--chat | --completions]
-    python synthesize.py --out D/p3/synthetic.jsonl --post-only      # redo the filtering only
+        --out D/p3/synthetic.jsonl [--limit N] [--concurrency 128] [--chat | --completions]
+    python synthesize.py --out D/p3/synthetic.jsonl --post-only --tasks 8   # the filtering only
     python synthesize.py --bench --ckpt R/p2/export                  # client overhead benchmark
 
 Seeds: documents of a step dir with a "score" (prepare/phase2 writes D/p2/selected), best first
@@ -18,33 +18,46 @@ with --tokenizer), and further to fit the server's context when /v1/models tells
 
 Output: --out is an append-only JSONL, one record per seed and generation setting, keyed by
 "<seed id>:<fingerprint>" (the fingerprint hashes the model, the template and every setting that
-changes the text). A rerun skips the keys already there, so a killed run (even kill -9: a torn
-last line is cut off) resumes with no duplicate and no gap. A seed whose request still fails after
-its retries is recorded with status "failed" (rerun with --retry-failed to try those again).
+changes the text). A run takes an exclusive lock on it before anything else (a second run stops
+with a clear error), then cuts a torn last line left by a killed run, then skips the keys already
+there: a killed run (even kill -9) resumes with no duplicate and no gap. A seed whose request
+still fails after client.py's retries is recorded with status "failed" (--retry-failed asks again).
+Generation is one process; its requests in flight are --concurrency threads (client.py).
 
-Post-processing (after every run, or --post-only): extract the code block, compile-check Python
-(others: a bracket-balance or `bash -n` check), length limits, exact and near dedup among the
-outputs (prepare/dedup.py), decontamination against the benchmarks (prepare/decontaminate.py).
-Accepted files go to <out without .jsonl>/part-00000.jsonl.gz in the documents format, with
-stats-00000.json (counts per reason) and rejected-00000.jsonl.gz beside them.
+Post-processing (after every run, or --post-only; --tasks N [--task K] as in prepare/pipeline.py):
+extract the code block, compile-check Python (others: a bracket-balance or `bash -n` check),
+length limits, decontamination against the benchmarks (prepare/decontaminate.py), then exact and
+MinHash-LSH near dedup across all tasks (prepare/dedup.py's signatures and LSH, staged below).
+Accepted files go to <out without .jsonl>/part-KKKKK.jsonl.gz in the documents format, with
+rejected-KKKKK.jsonl.gz (each record with its "reason"), stats-KKKKK.json per task, stats.json
+(all tasks: counts, "dropped" per reason), generation.json (the last run's counts) beside them.
+With a Slurm array, run `--post-only --tasks N` (task from $SLURM_ARRAY_TASK_ID) three times, each
+after the previous array finished: extract, then pairs, then clusters + write.
+
+A 70B teacher behind vLLM (Llama-3.1-70B-Instruct, tensor parallel on one 8-GPU node): vLLM
+batches continuously up to its --max-num-seqs (256 by default), so --concurrency 128-256 keeps it
+full; more only queues inside the server. Answers are not streamed, so --timeout has to cover the
+wait in that queue plus a whole --max-tokens answer: the default 1800 s leaves room for both.
 """
 import argparse
-import gzip
 import hashlib
 import http.client
 import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 from tqdm import tqdm
 
 from client import APIError, Client, is_context_error
@@ -91,12 +104,12 @@ class SynthConfig:
     # generation
     model: str = ""
     chat: bool = True               # /v1/chat/completions (instruct models) or /v1/completions (base)
-    max_tokens: int = 2048
+    max_tokens: int = 4096          # above nearly every whole file: a cut-off answer is rejected
     temperature: float = 0.7
     top_p: float = 0.95
     # client
-    concurrency: int = 8
-    timeout: float = 600.0          # seconds per request (each socket read/write)
+    concurrency: int = 128          # requests in flight: a vLLM server batches up to --max-num-seqs (256)
+    timeout: float = 1800.0         # seconds per request: the server's queue + a whole unstreamed answer
     max_retries: int = 6            # after the first attempt
     backoff_base: float = 1.0       # seconds; attempt k waits ~base * 2**k (with jitter, capped)
     backoff_max: float = 60.0
@@ -239,69 +252,64 @@ def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str,
 # -----------------------------------------------------------------------------
 # the append-only output and resuming
 
-def iter_records(path: Path, repair: bool = True):
-    """Every complete record of the output file, one at a time. A torn last line (a writer killed
-    mid-write) is cut off the file when repair=True, so the next append starts on a clean line."""
+def iter_records(path: Path, errors: Counter | None = None, quiet: bool = False):
+    """(line number, record) for every complete record of the output file, one at a time, never
+    changing the file. A line that is not a JSON object with a "key" gets one line on stderr
+    naming the file and line (unless quiet) and is counted in errors["bad_line"]; a torn last
+    line (no final newline: a writer killed mid-write, or one still writing) is not read."""
     if not path.exists():
         return
-    size = path.stat().st_size
-    if size:
-        with open(path, "rb") as f:
-            f.seek(max(0, size - 1))
-            torn = f.read(1) != b"\n"
-        if torn:  # find the last newline, reading the tail backwards in blocks
-            with open(path, "r+b") as f:
-                end, pos = 0, size
-                while pos > 0:
-                    step = min(pos, 1 << 16)
-                    f.seek(pos - step)
-                    j = f.read(step).rfind(b"\n")
-                    if j >= 0:
-                        end = pos - step + j + 1
-                        break
-                    pos -= step
-                print(f"synthesize.py: {path}: dropping a torn last line ({size - end} bytes)", file=sys.stderr)
-                if repair:
-                    f.truncate(end)
-                size = end
     with open(path, "rb") as f:
-        read = 0
         for lineno, line in enumerate(f, 1):
-            read += len(line)
-            if read > size:
-                break  # the torn tail, when not repaired
+            if not line.endswith(b"\n"):
+                break
             if not line.strip():
                 continue
             try:
                 r = json.loads(line)
-                if not isinstance(r, dict) or "key" not in r:
-                    raise ValueError("no key")
-            except ValueError:
-                print(f"synthesize.py: {path}:{lineno}: skipping a corrupt record", file=sys.stderr)
+                if not isinstance(r, dict) or not isinstance(r.get("key"), str):
+                    raise ValueError("not a JSON object with a string \"key\"")
+            except ValueError as e:
+                if not quiet:
+                    print(f"synthesize.py: {path}:{lineno}: skipping a bad record ({str(e)[:80]})", file=sys.stderr)
+                if errors is not None:
+                    errors["bad_line"] += 1
                 continue
-            yield r
+            yield lineno, r
 
 
-def load_records(path: Path, repair: bool = True) -> list[dict]:
-    return list(iter_records(path, repair))
+def load_records(path: Path) -> list[dict]:
+    return [r for _, r in iter_records(path)]
 
 
 class Appender:
-    """One os.write per record on an O_APPEND descriptor: a record is on disk, whole, as soon as it
-    is written (kill -9 can lose only records still in flight). An exclusive lock stops a second
-    run from writing the same file."""
+    """The output file, opened for appending under an exclusive lock that is taken FIRST: only
+    then is a torn last line (left by a run killed mid-write) cut off, so a second run can never
+    cut the record a live run is writing; it stops with a clear error instead. One os.write per
+    record on an O_APPEND descriptor: a record is on disk, whole, as soon as it is written."""
 
     def __init__(self, path: Path):
+        import fcntl
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            import fcntl
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
-            raise SystemExit(f"synthesize.py: {path} is being written by another run") from None
-        except ImportError:
-            pass
+            raise SystemExit(f"synthesize.py: {path} is being written by another run (it holds the lock); "
+                             f"wait for it or stop it") from None
+        size = os.fstat(self.fd).st_size
+        end = size
+        while end > 0:  # the last newline, reading the tail backwards in blocks
+            step = min(end, 1 << 16)
+            j = os.pread(self.fd, step, end - step).rfind(b"\n")
+            if j >= 0:
+                end = end - step + j + 1
+                break
+            end -= step
+        if end != size:
+            print(f"synthesize.py: {path}: cutting a torn last line ({size - end} bytes)", file=sys.stderr)
+            os.ftruncate(self.fd, end)
 
     def write(self, rec: dict):
         os.write(self.fd, (json.dumps(rec) + "\n").encode())
@@ -321,17 +329,18 @@ def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfi
                    retry_failed: bool = False, progress: bool = True, seed: int = 0) -> dict:
     """Generate a record for every seed not yet in `out`. Returns counts of this run."""
     fp = cfg.fingerprint()
-    done = {r["key"]: r.get("status") for r in iter_records(out)}  # keys only: flat memory
+    app = Appender(out)  # the lock first, then the repair, then the keys already there
+    done = {r["key"]: r.get("status") for _, r in iter_records(out)}  # keys only: flat memory
     todo = [s for s in seeds if done.get(f"{s['id']}:{fp}") not in (("ok",) if retry_failed else ("ok", "failed"))]
     stats = {"seeds": len(seeds), "already_done": len(seeds) - len(todo), "ok": 0, "failed": 0,
              "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
     if not todo:
+        app.close()
         return stats
     seed_cap = cfg.seed_max_chars
     ctx = client.context_length(cfg.model)
     if ctx:
         seed_cap = fit_seed_chars(ctx, cfg)
-    app = Appender(out)
     t0 = time.time()
     bar = tqdm(total=len(todo), desc="synthesize", unit="seed", disable=not progress)
     rngs = random.Random(seed)
@@ -467,68 +476,205 @@ def _contamination(matcher, text: str):
     return decontaminate.match(matcher, text)
 
 
-def postprocess(records: list[dict], cfg: SynthConfig, matcher=None, near_dedup: bool = True
-                ) -> tuple[list[dict], list[dict], dict]:
-    """records -> (accepted documents, rejected records with "reason", counts per reason).
-    Order: extraction and per-file checks, then exact + near dedup among the survivors
-    (prepare/dedup.py: the first of each cluster in file order stays), then decontamination."""
-    from prepare.dedup import DedupConfig, cluster_texts
-    latest: dict[str, dict] = {}
-    for r in records:  # with --retry-failed a key can appear twice: the last word counts
-        latest[r["key"]] = r
-    counts = {"records": len(latest), "ok": 0, "failed": 0}
-    rejected, cands = [], []
+# The post-processing step, split into tasks like the data steps (prepare/pipeline.py: markers,
+# resume, --tasks/--task, stats with reasons), under <docs dir>/_work/:
+#   extract   N tasks: task k takes the records whose key hashes to k (the last record of a key
+#             counts: --retry-failed appends a second one), extracts the code, runs the per-file
+#             checks and the benchmark matcher, and writes every record it took, with its reason
+#             or its code (rec-k.jsonl.gz), plus (line, content hash) and the MinHash signature of
+#             each candidate (meta-k.npy, sig-k.npy). Holds: the keys of its share (to find each
+#             key's last record), the signatures of its candidates, the benchmark matcher.
+#   pairs     N tasks: LSH band b goes to task b % N; the task reads that band's rows of every
+#             task's signatures (memory maps), finds the candidate pairs among the first copy of
+#             each content, and keeps those whose signatures agree on >= threshold of the values.
+#             Holds: every candidate's (line, hash) (16 bytes each), one band's rows, its pairs.
+#   clusters  1 task: components of all pairs; in each the candidate first in the raw file is
+#             kept. Holds: every candidate's (line, hash, label) and the pairs.
+#   write     N tasks: task k streams rec-k into part-k (accepted documents) and rejected-k
+#             (records with "reason"), and writes its stats. Holds: one record at a time.
+# The result does not depend on N (tests/test_synthesize.py checks it).
 
-    def reject(r, reason, **extra):
-        counts[reason] = counts.get(reason, 0) + 1
-        rejected.append({**r, "reason": reason, **extra})
+DEDUP_REASON = {1: "exact_duplicate", 2: "near_duplicate"}
 
-    for r in latest.values():
-        if r.get("status") != "ok":
-            counts["failed"] += 1
-            continue
-        counts["ok"] += 1
-        code, why = extract_code(r, cfg.keep_truncated)
-        if code is None:
-            reject(r, why)
-            continue
-        code = code.strip("\n") + "\n"
-        lang = r.get("language") or "Python"
-        lines = code.split("\n")
-        if len(code) < cfg.min_chars or len(lines) < cfg.min_lines:
-            reject(r, "too_short")
-        elif len(code) > cfg.max_chars:
-            reject(r, "too_long")
-        elif max(len(x) for x in lines) > cfg.max_line_length:
-            reject(r, "long_line")
-        elif not syntax_ok(code, lang):
-            reject(r, "syntax_error")
-        else:
-            cands.append((r, code, lang))
 
-    if cands:
-        labels, reason = cluster_texts([c for _, c, _ in cands],
-                                       DedupConfig(threshold=cfg.near_dedup_threshold, near=near_dedup))
-    accepted = []
-    for i, (r, code, lang) in enumerate(cands):
-        if reason[i]:
-            reject(r, "exact_duplicate" if reason[i] == 1 else "near_duplicate", duplicate_of=cands[labels[i]][0]["key"])
-            continue
-        hit = _contamination(matcher, code) if matcher is not None else None
-        if hit:
-            reject(r, "contaminated", benchmark_hits=hit)
-            continue
-        did = "syn-" + hashlib.sha1(r["key"].encode()).hexdigest()[:16]
-        accepted.append({"id": did, "content": code, "language": lang, "repo": "synthetic",
-                         "path": f"synthetic/{did}{EXTENSION.get(lang, '.txt')}", "source": "synthetic",
-                         "seed_id": r["seed_id"], "model": r.get("model", ""),
-                         "fingerprint": r.get("fingerprint", "")})
-    counts["accepted"] = len(accepted)
-    counts["accepted_chars"] = sum(len(d["content"]) for d in accepted)
-    counts["accepted_per_language"] = {}
-    for d in accepted:
-        counts["accepted_per_language"][d["language"]] = counts["accepted_per_language"].get(d["language"], 0) + 1
-    return accepted, rejected, counts
+def task_of(key: str, n_tasks: int) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") % n_tasks
+
+
+def _save_npy(path: Path, arr):
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+    os.replace(tmp, path)
+
+
+META = np.dtype([("line", "<i8"), ("hash", "<u8")])
+
+
+def check_record(r: dict, cfg: SynthConfig, matcher) -> tuple[str | None, str | None, dict]:
+    """(code, None, {}) for a candidate, or (None, reason, extra) for a rejected record."""
+    if r.get("status") != "ok":
+        return None, "failed", {}
+    code, why = extract_code(r, cfg.keep_truncated)
+    if code is None:
+        return None, why, {}
+    code = code.strip("\n") + "\n"
+    lines = code.split("\n")
+    if len(code) < cfg.min_chars or len(lines) < cfg.min_lines:
+        return None, "too_short", {}
+    if len(code) > cfg.max_chars:
+        return None, "too_long", {}
+    if max(len(x) for x in lines) > cfg.max_line_length:
+        return None, "long_line", {}
+    if not syntax_ok(code, r.get("language") or "Python"):
+        return None, "syntax_error", {}
+    hit = _contamination(matcher, code) if matcher is not None else None
+    if hit:
+        return None, "contaminated", {"benchmark_hits": hit}
+    return code, None, {}
+
+
+def extract_task(k, n_tasks, out, work, cfg, decontaminate):
+    from prepare.dedup import DedupConfig, content_hash, minhash_signatures, shingles
+    from prepare.docs import write_docs
+    out, work, dc = Path(out), Path(work), DedupConfig()
+    last, bad = {}, Counter()
+    for line, r in iter_records(out, bad, quiet=k != 0):  # task 0 names the bad lines, once
+        if task_of(r["key"], n_tasks) == k:
+            last[r["key"]] = line
+    matcher = _load_matcher() if decontaminate else None
+    stats = {"records": len(last), "ok": 0, "failed": 0, "candidates": 0, "bad_lines": bad["bad_line"] if k == 0 else 0}
+    meta, sigs = [], []
+
+    def took():
+        for line, r in iter_records(out, quiet=True):
+            if last.get(r["key"]) != line:
+                continue
+            stats["ok" if r.get("status") == "ok" else "failed"] += 1
+            code, reason, extra = check_record(r, cfg, matcher)
+            if code is not None:
+                meta.append((line, content_hash(code)))
+                sigs.append(minhash_signatures([shingles(code, dc.ngram)], dc.num_perm, dc.seed)[0])
+                stats["candidates"] += 1
+            yield {**r, "line": line, "code": code, "reason": reason, **extra}
+
+    write_docs(work / f"rec-{k:05d}.jsonl.gz", took())
+    _save_npy(work / f"sig-{k:05d}.npy", np.array(sigs, dtype=np.uint32).reshape(len(sigs), dc.num_perm))
+    _save_npy(work / f"meta-{k:05d}.npy", np.array(meta, dtype=META))
+    return stats
+
+
+def _candidates(work: Path, n_tasks: int):
+    """Every candidate's (line, hash) in raw-file order, where it lives (task, row), and the
+    positions (in that order) of the first copy of each content."""
+    metas = [np.load(work / f"meta-{k:05d}.npy") for k in range(n_tasks)]
+    task = np.concatenate([np.full(len(m), k, np.int64) for k, m in enumerate(metas)])
+    row = np.concatenate([np.arange(len(m), dtype=np.int64) for m in metas])
+    m = np.concatenate(metas)
+    order = np.argsort(m["line"], kind="stable")
+    m, task, row = m[order], task[order], row[order]
+    _, first = np.unique(m["hash"], return_index=True)  # the first occurrence of each hash
+    return m, task, row, np.sort(first)
+
+
+def pairs_task(t, n_tasks, work, pairs_dir, threshold, near):
+    from prepare.dedup import DedupConfig, candidate_pairs
+    work, dc = Path(work), DedupConfig()
+    _, task, row, uniq = _candidates(work, n_tasks)
+    sigs = [np.load(work / f"sig-{k:05d}.npy", mmap_mode="r") for k in range(n_tasks)]
+    rows_per_band = dc.num_perm // dc.bands
+
+    def gather(pos, cols):  # signature values of candidates at positions `pos`
+        outp = np.empty((len(pos), cols.stop - cols.start), np.uint32)
+        for k in range(n_tasks):
+            sel = task[pos] == k
+            if sel.any():
+                outp[sel] = sigs[k][row[pos[sel]], cols]
+        return outp
+
+    found = [np.zeros((0, 2), np.int64)]
+    for b in range(t, dc.bands if near else 0, n_tasks):
+        band = gather(uniq, slice(b * rows_per_band, (b + 1) * rows_per_band))
+        found.append(candidate_pairs(band, 1, dc.max_bucket_pairs))  # indices into uniq
+    cand = np.unique(np.concatenate(found), axis=0)
+    keep = np.zeros(len(cand), bool)
+    for s in range(0, len(cand), 4096):  # verify: signature agreement estimates the Jaccard
+        c = cand[s:s + 4096]
+        full = slice(0, dc.num_perm)
+        keep[s:s + 4096] = (gather(uniq[c[:, 0]], full) == gather(uniq[c[:, 1]], full)).mean(1) >= threshold
+    _save_npy(Path(pairs_dir) / f"pairs-{t:05d}.npy", cand[keep])
+    return {"candidate_pairs": len(cand), "near_pairs": int(keep.sum())}
+
+
+def clusters_task(_k, _n, extract_dir, pairs_dir, n_tasks):
+    from prepare.dedup import connected_components
+    m, task, row, uniq = _candidates(Path(extract_dir), n_tasks)
+    pairs = np.concatenate([np.load(Path(pairs_dir) / f"pairs-{t:05d}.npy") for t in range(n_tasks)])
+    n = len(m)
+    reason = np.zeros(n, np.int8)
+    # exact: each copy points to the first one of its content (uniq holds those, in order)
+    _, inv = np.unique(m["hash"], return_inverse=True)
+    _, first = np.unique(inv, return_index=True)
+    leader = first[inv].astype(np.int64)
+    reason[leader != np.arange(n)] = 1
+    # near: components among the first copies; a copy follows its first copy's keeper
+    comp = uniq[connected_components(len(uniq), pairs)]
+    reason[uniq[comp != uniq]] = 2
+    leader[uniq] = comp
+    leader = leader[leader]
+    for k in range(n_tasks):
+        sel = np.flatnonzero(task == k)
+        drop = np.zeros(len(sel), dtype=[("reason", "i1"), ("leader_line", "<i8")])
+        drop["reason"][row[sel]] = reason[sel]
+        drop["leader_line"][row[sel]] = m["line"][leader[sel]]
+        _save_npy(Path(pairs_dir).parent / f"drop-{k:05d}.npy", drop)
+    return {"candidates": n, "exact_duplicate": int((reason == 1).sum()), "near_duplicate": int((reason == 2).sum())}
+
+
+def write_task(k, n_tasks, work, out_dir):
+    from prepare.docs import part_name, read_docs, write_docs
+    work, out_dir = Path(work), Path(out_dir)
+    drop = np.load(work / f"drop-{k:05d}.npy")
+    ex = json.loads((work / "extract" / f"stats-{k:05d}.json").read_text())
+    stats = {key: ex[key] for key in ("records", "ok", "failed", "bad_lines")}
+    stats.update(docs_in=ex["ok"], docs_out=0, accepted_chars=0, dropped={}, accepted_per_language={})
+    recs = work / "extract" / f"rec-{k:05d}.jsonl.gz"
+
+    def verdicts():  # (record, reason or None, extra), candidates numbered in rec-k order
+        i = 0
+        for r in read_docs(recs):
+            reason, extra = r.pop("reason"), {}
+            if r["code"] is not None:
+                d = drop[i]
+                i += 1
+                if d["reason"]:
+                    reason, extra = DEDUP_REASON[int(d["reason"])], {"duplicate_of_line": int(d["leader_line"])}
+            yield r, reason, extra
+
+    def accepted():
+        for r, reason, _ in verdicts():
+            if reason is None:
+                lang = r.get("language") or "Python"
+                did = "syn-" + hashlib.sha1(r["key"].encode()).hexdigest()[:16]
+                stats["docs_out"] += 1
+                stats["accepted_chars"] += len(r["code"])
+                stats["accepted_per_language"][lang] = stats["accepted_per_language"].get(lang, 0) + 1
+                yield {"id": did, "content": r["code"], "language": lang, "repo": "synthetic",
+                       "path": f"synthetic/{did}{EXTENSION.get(lang, '.txt')}", "source": "synthetic",
+                       "seed_id": r["seed_id"], "model": r.get("model", ""), "fingerprint": r.get("fingerprint", "")}
+
+    def rejected():
+        for r, reason, extra in verdicts():
+            if reason is not None:
+                if reason != "failed":
+                    stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+                r.pop("code")
+                yield {**r, "reason": reason, **extra}
+
+    write_docs(out_dir / part_name(k), accepted())
+    write_docs(out_dir / f"rejected-{k:05d}.jsonl.gz", rejected())
+    stats["accepted"] = stats["docs_out"]
+    return stats
 
 
 def docs_dir_for(out: Path) -> Path:
@@ -536,20 +682,50 @@ def docs_dir_for(out: Path) -> Path:
     return out.with_suffix("") if out.suffix == ".jsonl" else out.with_name(out.name + ".docs")
 
 
+def clear_postprocessed(d: Path):
+    """Remove what an earlier post-processing wrote (the raw file grew, or settings changed)."""
+    shutil.rmtree(d / "_work", ignore_errors=True)
+    for pat in ("part-*.jsonl.gz", "rejected-*.jsonl.gz", "stats*.json", "done-*", "settings.json", "generation.json"):
+        for f in d.glob(pat):
+            f.unlink()
+
+
 def write_postprocessed(out: Path, cfg: SynthConfig, decontaminate: bool = True, near_dedup: bool = True,
-                        gen_stats: dict | None = None) -> dict:
-    from prepare.docs import write_docs
-    matcher = _load_matcher() if decontaminate else None
-    accepted, rejected, counts = postprocess(load_records(out, repair=False), cfg, matcher, near_dedup)
+                        gen_stats: dict | None = None, tasks: int = 1, task: int | None = None,
+                        workers: int | None = None, progress: bool = True) -> dict | None:
+    """Run the post-processing tasks (all unfinished ones, or only `task`). Returns the merged
+    stats once every stage is done, else None (other tasks still to run)."""
+    from prepare.pipeline import is_done, run_tasks, selected_tasks
     d = docs_dir_for(out)
-    d.mkdir(parents=True, exist_ok=True)
-    write_docs(d / "part-00000.jsonl.gz", accepted)
-    write_docs(d / "rejected-00000.jsonl.gz", rejected)
-    stats = {"counts": counts, "generation": gen_stats or {}, "settings": asdict(cfg),
-             "fingerprint": cfg.fingerprint()}
-    (d / "stats-00000.json").write_text(json.dumps(stats, indent=1))
-    (d / "done-00000").write_text("")
-    return counts
+    work = d / "_work"
+    settings = {k: v for k, v in asdict(cfg).items() if k in POST_SETTINGS}
+    settings.update(input=str(out.resolve()), input_bytes=out.stat().st_size, decontaminate=decontaminate,
+                    near_dedup=near_dedup, n_tasks=tasks)
+    local = task is None and len(selected_tasks(tasks)) == tasks
+    if local and (d / "settings.json").exists() and json.loads((d / "settings.json").read_text()) != settings:
+        print(f"synthesize.py: {out} or the settings changed since {d} was written: redoing the post-processing",
+              flush=True)
+        clear_postprocessed(d)
+    ext, prs = str(work / "extract"), str(work / "pairs")
+    for name, fn, args in (("extract", extract_task, (str(out), ext, cfg, decontaminate)),
+                           ("pairs", pairs_task, (ext, prs, cfg.near_dedup_threshold, near_dedup))):
+        if run_tasks(work / name, tasks, fn, args, task=task, workers=workers, name=f"synthesize/{name}",
+                     settings=settings, quiet=True) is None:
+            print(f"synthesize.py: post-processing stage {name} pending in other tasks; rerun when they are done")
+            return None
+    if not is_done(work / "clusters", 1):  # one task; in an array, whichever task gets here first
+        run_tasks(work / "clusters", 1, clusters_task, (ext, prs, tasks), task=0, workers=1,
+                  name="synthesize/clusters", settings=settings, quiet=True)
+    if gen_stats:
+        tmp = d / f"generation.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(gen_stats, indent=1))
+        os.replace(tmp, d / "generation.json")
+    return run_tasks(d, tasks, write_task, (str(work), str(d)), task=task, workers=workers, name="synthesize",
+                     settings=settings, quiet=not progress)
+
+
+# the settings that change what post-processing accepts
+POST_SETTINGS = ("min_chars", "max_chars", "min_lines", "max_line_length", "near_dedup_threshold", "keep_truncated")
 
 
 # -----------------------------------------------------------------------------
@@ -665,6 +841,7 @@ def stop_server(proc):
 # -----------------------------------------------------------------------------
 
 def main(argv=None):
+    from prepare.pipeline import add_task_args
     d = SynthConfig()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", help="documents with a 'score' (a step dir such as D/p2/selected, or a part file)")
@@ -700,6 +877,7 @@ def main(argv=None):
     ap.add_argument("--ckpt", default=None, help="--bench: start sample.py --serve on this checkpoint")
     ap.add_argument("--bench-rounds", type=int, default=5, help="--bench: interleaved rounds (best one counts)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_task_args(ap)
     args = ap.parse_args(argv)
 
     cfg = SynthConfig(python_share=args.python_share, seed_max_chars=args.seed_max_chars,
@@ -717,6 +895,8 @@ def main(argv=None):
         ap.error("--out is required")
     out = Path(args.out)
     gen_stats = None
+    if args.task is not None and not args.post_only:
+        ap.error("--task runs one post-processing task: use it with --post-only (generation is one process)")
     if not args.post_only:
         if not args.seeds or not args.api_base:
             ap.error("--seeds and --api-base are required (or --post-only)")
@@ -743,9 +923,10 @@ def main(argv=None):
         print(f"synthesize.py: generation {json.dumps(gen_stats)}", flush=True)
     if not out.exists():
         raise SystemExit(f"synthesize.py: {out} not found")
-    counts = write_postprocessed(out, cfg, not args.no_decontaminate, not args.no_near_dedup, gen_stats)
-    print(f"synthesize.py: {json.dumps(counts)}")
-    print(f"synthesize.py: accepted files in {docs_dir_for(out) / 'part-00000.jsonl.gz'}")
+    stats = write_postprocessed(out, cfg, not args.no_decontaminate, not args.no_near_dedup, gen_stats,
+                                args.tasks, args.task, args.workers, not args.no_progress)
+    if stats is not None:
+        print(f"synthesize.py: accepted files in {docs_dir_for(out)}/part-*.jsonl.gz, stats in stats.json")
 
 
 if __name__ == "__main__":

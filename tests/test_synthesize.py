@@ -93,7 +93,9 @@ def test_torn_last_line_is_cut(tmp_path):
     out = tmp_path / "o.jsonl"
     out.write_text(json.dumps({"key": "a:1"}) + "\n" + json.dumps({"key": "b:1"}) + "\n" + '{"key": "c:1", "te')
     assert [r["key"] for r in syn.load_records(out)] == ["a:1", "b:1"]
-    assert out.read_text().endswith("}\n")
+    assert out.read_text().endswith('"te')  # reading never changes the file ...
+    syn.Appender(out).close()  # ... the repair happens under the writer's lock
+    assert out.read_text().endswith("}\n") and [r["key"] for r in syn.load_records(out)] == ["a:1", "b:1"]
 
 
 # -----------------------------------------------------------------------------
@@ -216,19 +218,17 @@ def test_faulty_server_every_seed_one_record(tmp_path, monkeypatch):
     assert sum(r["attempts"] > 1 for r in recs) >= 5  # retries did happen and did recover
 
     # post-processing: counts add up; duplicates and the benchmark leak are filtered out
-    stats = json.loads((tmp_path / "p3" / "synthetic" / "stats-00000.json").read_text())["counts"]
+    stats = json.loads((tmp_path / "p3" / "synthetic" / "stats.json").read_text())
     assert stats["records"] == len(docs) and stats["failed"] == 2 and stats["ok"] == len(docs) - 2
-    rejected = sum(v for k, v in stats.items() if k not in ("records", "ok", "failed", "accepted", "accepted_chars",
-                                                            "accepted_per_language"))
-    assert stats["accepted"] + rejected == stats["ok"]
-    assert stats["exact_duplicate"] == 1
+    assert stats["accepted"] + sum(stats["dropped"].values()) == stats["ok"]
+    assert stats["dropped"]["exact_duplicate"] == 1
     accepted = list(read_docs(tmp_path / "p3" / "synthetic"))
     assert len(accepted) == stats["accepted"] >= 10
     assert len({d["id"] for d in accepted}) == len(accepted)
     for d in accepted:
         compile(d["content"], d["path"], "exec")
         assert d["source"] == "synthetic" and d["language"] == "Python" and d["seed_id"]
-    assert stats["contaminated"] == 1  # HumanEval/0's solution, caught by prepare/decontaminate.py
+    assert stats["dropped"]["contaminated"] == 1  # HumanEval/0's solution, caught by prepare/decontaminate.py
     assert all("has_close_elements" not in d["content"] for d in accepted)
 
     # a rerun has nothing left to do and writes nothing new
@@ -303,14 +303,151 @@ def test_end_to_end_with_sample_server(tmp_path, tiny_tokenizer_path):
         for r in recs:
             assert all("context length" in e for e in r["errors"]) and len(r["errors"]) == r["attempts"] - 1
             assert r["usage"]["prompt_tokens"] < 1024
-        stats = json.loads((tmp_path / "p3" / "synthetic" / "stats-00000.json").read_text())["counts"]
+        stats = json.loads((tmp_path / "p3" / "synthetic" / "stats.json").read_text())
         assert stats["records"] == 12 and stats["ok"] == 12
-        rejected = {k: v for k, v in stats.items() if k in ("no_code_block", "truncated", "too_short", "too_long",
-                                                            "long_line", "syntax_error", "exact_duplicate",
-                                                            "near_duplicate", "contaminated")}
+        rejected = stats["dropped"]
+        assert set(rejected) <= {"no_code_block", "truncated", "too_short", "too_long", "long_line",
+                                 "syntax_error", "exact_duplicate", "near_duplicate", "contaminated"}
         assert stats["accepted"] + sum(rejected.values()) == 12  # a random model: nearly all rejected, counted
         with gzip.open(tmp_path / "p3" / "synthetic" / "rejected-00000.jsonl.gz", "rt") as f:
             assert sum(1 for _ in f) == sum(rejected.values())
     finally:
         syn.stop_server(proc)
     assert proc.returncode == 0
+
+
+# -----------------------------------------------------------------------------
+# the append-only output under two real processes
+
+LIVE_WRITER = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import synthesize as syn
+from pathlib import Path
+app = syn.Appender(Path(sys.argv[1]))
+app.write({"key": "live:1", "status": "ok"})
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_is_taken_before_the_repair(tmp_path):
+    """A live run holds the lock while its next record is half written; a second run must stop
+    with a clear error and leave those bytes alone (before the fix it cut them first)."""
+    out = tmp_path / "synthetic.jsonl"
+    out.write_text(json.dumps({"key": "old:1", "status": "ok"}) + "\n")
+    live = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(out), str(ROOT_DIR)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert live.stdout.readline().strip() == "locked"
+        with open(out, "ab") as f:  # the live run's next record, half way through its write
+            f.write(b'{"key": "live:2", "sta')
+        before = out.read_bytes()
+        seeds = tmp_path / "seeds"
+        make_seeds(seeds, n_py=2, n_other=0)
+        second = subprocess.run([sys.executable, str(ROOT_DIR / "synthesize.py"), "--seeds", str(seeds),
+                                 "--api-base", "http://127.0.0.1:9/v1", "--model", "m", "--out", str(out),
+                                 "--no-progress"], cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0
+        assert f"{out} is being written by another run" in second.stderr
+        assert out.read_bytes() == before  # the live record's bytes are intact
+    finally:
+        live.kill()
+        live.wait(timeout=10)
+    syn.Appender(out).close()  # the writer is gone: now the torn line is cut
+    assert [r["key"] for r in syn.load_records(out)] == ["old:1", "live:1"] and out.read_bytes().endswith(b"\n")
+
+
+# -----------------------------------------------------------------------------
+# post-processing split into tasks
+
+def raw_records(path: Path) -> tuple[list[str], list[dict]]:
+    """A raw output file without a server: real stdlib files as answers, with exact copies, near
+    copies (two lines changed), failures, a retried key, an answer with no code and a bad line."""
+    files = [f for f in sorted(stdlib_dir().glob("*.py")) if 2000 < f.stat().st_size < 30000][:24]
+    codes = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    codes = [c for c in codes if syn.syntax_ok(c.strip("\n") + "\n", "Python")]
+    answers = list(codes)
+    answers += [codes[1], codes[5], codes[5]]                             # exact copies
+    for i in (2, 7):                                                      # near copies
+        answers.append(codes[i] + f"\n\nEXTRA_SETTING_{i} = {i}\nANOTHER_SETTING = 'near copy'\n")
+    recs = []
+    for i, a in enumerate(answers):
+        recs.append({"key": f"s{i:03d}:fp", "seed_id": f"s{i:03d}", "status": "ok", "chat": False,
+                     "finish_reason": "stop", "text": a, "language": "Python", "model": "m", "fingerprint": "fp"})
+    recs.append({"key": "f000:fp", "seed_id": "f000", "status": "failed", "error": "HTTP 500", "chat": False})
+    recs.append({"key": "f001:fp", "seed_id": "f001", "status": "failed", "error": "HTTP 500", "chat": False})
+    recs.append({**recs[-1], "status": "ok", "finish_reason": "stop", "text": codes[3] + "\nRETRIED = 1\n"})
+    recs.append({"key": "n000:fp", "seed_id": "n000", "status": "ok", "chat": True, "text": "no code, sorry"})
+    lines = [json.dumps(r) for r in recs]
+    lines.insert(10, '{"key": "broken", "te')                               # a bad line in the middle
+    lines.insert(20, '["not", "a", "record"]')
+    path.write_text("\n".join(lines) + "\n")
+    return answers, recs
+
+
+def postprocess_with(tmp_path, name, raw, tasks, **kw):
+    out = tmp_path / name / "synthetic.jsonl"
+    out.parent.mkdir()
+    shutil.copy(raw, out)
+    syn.write_postprocessed(out, syn.SynthConfig(), decontaminate=False, tasks=tasks, progress=False, **kw)
+    d = out.with_suffix("")
+    acc = sorted((x["id"], x["content"]) for x in read_docs(d))
+    rej = sorted((r["key"], r["reason"], r.get("duplicate_of_line"))
+                 for f in sorted(d.glob("rejected-*.jsonl.gz")) for r in read_docs(f))
+    return acc, rej, json.loads((d / "stats.json").read_text()), d
+
+
+def test_postprocess_tasks_equal_one_task_and_the_reference(tmp_path, capsys):
+    from prepare.dedup import cluster_texts
+    raw = tmp_path / "raw.jsonl"
+    answers, recs = raw_records(raw)
+    acc1, rej1, st1, _ = postprocess_with(tmp_path, "one", raw, 1)
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'one' / 'synthetic.jsonl'}:11: skipping a bad record" in err  # file and line named
+    assert ":21: skipping a bad record" in err and err.count("skipping a bad record") == 2
+    acc3, rej3, st3, d3 = postprocess_with(tmp_path, "three", raw, 3)
+    assert acc1 == acc3 and rej1 == rej3
+    assert len(list(d3.glob("part-*.jsonl.gz"))) == 3 and len(list(d3.glob("done-*"))) == 3
+    for k in ("records", "ok", "failed", "accepted", "bad_lines", "accepted_chars"):
+        assert st1[k] == st3[k], k
+    assert st1["dropped"] == st3["dropped"]
+    assert st1["records"] == len(answers) + 3 and st1["bad_lines"] == 2 and st1["failed"] == 1  # f001 retried ok
+    assert st1["dropped"] == {"exact_duplicate": 3, "near_duplicate": 3, "no_code_block": 1}  # f001 too
+    # the independent reference: prepare/dedup.py's in-memory clustering of the same candidates, in file order
+    cands = [a.strip("\n") + "\n" for a in answers]
+    cands.append(recs[-2]["text"].strip("\n") + "\n")  # f001's retried answer, last in the file
+    _, reason = cluster_texts(cands)
+    kept = sorted(c for c, r in zip(cands, reason) if r == 0)
+    assert sorted(c for _, c in acc1) == kept
+    assert Counter(int(r) for r in reason) == {0: len(kept), 1: 3, 2: 3}
+    # a duplicate names the raw line of the record that was kept
+    lines = raw.read_text().split("\n")
+    for key, why, line in rej1:
+        if why in ("exact_duplicate", "near_duplicate"):
+            assert json.loads(lines[line - 1])["key"] != key
+
+
+def test_postprocess_array_tasks_and_rerun(tmp_path, capsys):
+    """--task K runs only that task of each stage whose inputs are complete; the same command
+    rerun by each array task finishes the step; a grown input redoes it locally."""
+    raw = tmp_path / "raw.jsonl"
+    raw_records(raw)
+    out = tmp_path / "a" / "synthetic.jsonl"
+    out.parent.mkdir()
+    shutil.copy(raw, out)
+    d = out.with_suffix("")
+    args = ["--out", str(out), "--post-only", "--no-decontaminate", "--no-progress", "--tasks", "2"]
+    for k in (0, 1, 0, 1, 0, 1):  # extract, pairs, then clusters + write
+        syn.main(args + ["--task", str(k)])
+    assert (d / "stats.json").exists() and len(list(d.glob("done-*"))) == 2
+    acc, rej, st, _ = postprocess_with(tmp_path, "ref", raw, 1)
+    assert sorted((x["id"], x["content"]) for x in read_docs(d)) == acc
+    # the raw file grows (a later generation run): a local rerun notices and redoes the step
+    with open(out, "a") as f:
+        f.write(json.dumps({"key": "z:fp", "seed_id": "z", "status": "failed", "chat": False}) + "\n")
+    syn.main(args)
+    assert json.loads((d / "stats.json").read_text())["records"] == st["records"] + 1
+    with pytest.raises(SystemExit):
+        syn.main(["--out", str(out), "--task", "0", "--seeds", "x", "--api-base", "http://127.0.0.1:9/v1"])
+    assert "use it with --post-only" in capsys.readouterr().err
