@@ -812,6 +812,49 @@ def bench(args, cfg: SynthConfig):
             stop_server(proc)
 
 
+HWM_SHIM = """import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print([x for x in open("/proc/self/status") if x.startswith("VmHWM")][0], flush=True)
+"""
+
+
+def bench_memory(sizes=(2000, 8000), tasks: int = 4):
+    """Peak RSS of each post-processing task process at two input sizes (same --tasks): a task
+    holds its share, so its peak should grow far less than the input. Input: real stdlib files
+    as answers, each also repeated with a small edit (near duplicates) and once verbatim."""
+    import sysconfig
+    import tempfile
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))
+    codes = [f.read_text(errors="replace") for f in files if 500 < f.stat().st_size < 20000]
+    print(f"bench-memory: {len(codes)} stdlib files as answers, --tasks {tasks}, one process per task")
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "synthetic.jsonl"
+            with open(out, "w") as f:
+                for i in range(n):
+                    code = codes[i % len(codes)] + (f"\n\nVARIANT = {i // len(codes)}\n" if i >= len(codes) else "")
+                    f.write(json.dumps({"key": f"s{i}:fp", "seed_id": f"s{i}", "status": "ok", "chat": False,
+                                        "finish_reason": "stop", "text": code, "language": "Python"}) + "\n")
+            peaks, t0 = {}, time.time()
+            for stage in ("extract", "pairs", "clusters+write"):
+                for k in range(tasks):
+                    # the task's own high-water mark (VmHWM restarts at exec, ru_maxrss does not)
+                    run = subprocess.run([sys.executable, "-c", HWM_SHIM, __file__, "--out", str(out), "--post-only",
+                                          "--no-progress", "--no-decontaminate", "--tasks", str(tasks), "--task", str(k)],
+                                         capture_output=True, text=True)
+                    if run.returncode:
+                        raise SystemExit(f"bench-memory: task {k} of {stage} failed: {run.stderr[-500:]}")
+                    hwm = int(re.findall(r"VmHWM:\s+(\d+) kB", run.stdout)[-1]) / 1024
+                    peaks[stage] = max(peaks.get(stage, 0), hwm)
+            st = json.loads((out.with_suffix("") / "stats.json").read_text())
+            print(f"  {n:6d} records ({out.stat().st_size / 1e6:6.1f} MB raw, {st['accepted']} accepted, "
+                  f"dropped {st['dropped']}): peak RSS per task " +
+                  ", ".join(f"{k} {v:.0f} MiB" for k, v in peaks.items()) + f"; {time.time() - t0:.0f} s")
+
+
 def start_server(ckpt: str, timeout: float = 120.0):
     """Start `sample.py --serve --port 0` and return (process, api_base) once it listens."""
     cmd = [sys.executable, str(Path(__file__).resolve().parent / "sample.py"), "--ckpt", str(ckpt),
@@ -876,6 +919,7 @@ def main(argv=None):
     ap.add_argument("--bench", action="store_true", help="measure this client's overhead against a server")
     ap.add_argument("--ckpt", default=None, help="--bench: start sample.py --serve on this checkpoint")
     ap.add_argument("--bench-rounds", type=int, default=5, help="--bench: interleaved rounds (best one counts)")
+    ap.add_argument("--bench-memory", action="store_true", help="peak RSS of post-processing tasks at two sizes")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     add_task_args(ap)
     args = ap.parse_args(argv)
@@ -886,6 +930,9 @@ def main(argv=None):
                       concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries,
                       backoff_base=args.backoff_base, backoff_max=args.backoff_max,
                       min_chars=args.min_chars, max_chars=args.max_chars, keep_truncated=args.keep_truncated)
+    if args.bench_memory:
+        bench_memory()
+        return
     if args.bench:
         if args.max_tokens == d.max_tokens:
             cfg.max_tokens = 64
