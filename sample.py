@@ -59,6 +59,8 @@ it. All running rows write their step's key at one shared column (the clock), wh
 model.Block's cache interface (one write offset for the batch) supports; a new row's prompt is
 written just left of the clock. When the clock reaches the capacity, every row's keys are packed to
 the right of column 0 again (compact()), so capacity = context + a margin bounds the memory.
+Memory: the weights, plus the KV cache allocated once at start: 2 x n_layer x slots x n_kv_head x
+capacity x head_dim values (--max-batch sets the slots); a request holds only its own rows.
 """
 import argparse
 import codecs
@@ -153,6 +155,9 @@ class Checkpoint:
         engine.submit(rows)
         while any(r.finish is None for r in rows):
             engine.step()
+        failed = [r for r in rows if r.finish == "error"]
+        if failed:
+            raise RuntimeError(f"generate: {len(failed)} of {len(rows)} rows failed: {failed[0].error}")
         return [r.out for r in rows]
 
 
@@ -218,6 +223,7 @@ class Row:
     sent: int = 0                 # chars of text already reported
     sent_lps: int = 0             # entries of out_logprobs already reported
     finish: str | None = None     # "stop" | "length" | "cancelled" | "error"
+    error: str | None = None      # what went wrong, for finish == "error"
     cancelled: bool = False       # set by the request thread; the engine frees the slot
     slot: int = -1
     pos: int = 0                  # tokens in the cache (the RoPE position of the next one)
@@ -337,7 +343,7 @@ class Engine:
                 r.text += r.utf8.decode(b"", final=True)
             if r.stream:
                 self._report(r, final=True)
-        r.finish = reason
+        r.finish, r.error = reason, message
         if reason == "cancelled":
             self.stats["cancelled"] += 1
         if r.events is not None:
@@ -971,7 +977,7 @@ def serve(ck: Checkpoint, host: str, port: int, cfg: ServeConfig):
 def spawn_server(ckpt, *extra: str, timeout: float = 120.0):
     """`sample.py --serve --port 0 *extra` as a subprocess, for tests and benchmarks; returns
     (proc, port) once it listens. Its output is read on (a full pipe would block the server) into
-    proc.lines."""
+    proc.lines by the thread proc.reader."""
     import re
     import subprocess
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--ckpt", str(ckpt), "--serve",
@@ -986,7 +992,8 @@ def spawn_server(ckpt, *extra: str, timeout: float = 120.0):
         proc.lines.append(line)
         m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
         if m:
-            threading.Thread(target=lambda: proc.lines.extend(proc.stdout), daemon=True).start()
+            proc.reader = threading.Thread(target=lambda: proc.lines.extend(proc.stdout), daemon=True)
+            proc.reader.start()
             return proc, int(m.group(1))
     proc.kill()
     raise RuntimeError("sample.py --serve did not start: " + "".join(proc.lines)[-2000:])
