@@ -134,9 +134,10 @@ class SynthConfig:
 # -----------------------------------------------------------------------------
 # seeds
 
-def select_seeds(path, limit: int | None, python_share: float) -> list[dict]:
-    """Top-scored documents, Python given `python_share` of the picks. Two passes over the parts:
-    the first keeps only (score, id, language) so millions of seeds fit in memory."""
+def pick_seeds(path, limit: int | None, python_share: float) -> dict[str, tuple[int, str]]:
+    """Which documents seed the run: {id: (rank, language)}, the top-scored ones, Python given `python_share`
+    of the picks, the other languages their share of the pool. One pass keeping only (score, id,
+    language) per document, so millions of candidates fit in memory."""
     from prepare.docs import read_docs
     meta, seen = [], set()
     for d in read_docs(path):
@@ -144,6 +145,7 @@ def select_seeds(path, limit: int | None, python_share: float) -> list[dict]:
             continue
         seen.add(d["id"])
         meta.append((-float(d.get("score", 0.0) or 0.0), d["id"], d.get("language") or "unknown"))
+    del seen
     if not meta:
         raise SystemExit(f"synthesize.py: no seed documents in {path}")
     n = min(limit or len(meta), len(meta))
@@ -162,14 +164,24 @@ def select_seeds(path, limit: int | None, python_share: float) -> list[dict]:
     for lang in sorted(quota, key=lambda k: (-(quota[k] - take[k]), k))[:n_oth - sum(take.values())]:
         take[lang] += 1
     picked = py[:n_py] + [m for lang, v in other.items() for m in sorted(v)[:take[lang]]]
-    picked.sort()  # best score first, then id: a stable order for reruns
-    want = {m[1]: i for i, m in enumerate(picked)}
-    out: list = [None] * len(picked)
+    picked.sort()  # best score first, then id
+    return {m[1]: (i, m[2]) for i, m in enumerate(picked)}
+
+
+def iter_seeds(path, picked: dict):
+    """The picked documents, streamed in file order (one document in memory at a time)."""
+    from prepare.docs import read_docs
+    seen = set()
     for d in read_docs(path):
-        i = want.get(d["id"])
-        if i is not None and out[i] is None:
-            out[i] = d
-    return out
+        if d["id"] in picked and d["id"] not in seen:
+            seen.add(d["id"])
+            yield d
+
+
+def select_seeds(path, limit: int | None, python_share: float) -> list[dict]:
+    """The picked documents as a list, best first (holds them all: for small runs and --bench)."""
+    picked = pick_seeds(path, limit, python_share)
+    return sorted(iter_seeds(path, picked), key=lambda d: picked[d["id"]][0])
 
 
 def truncate_seed(text: str, max_chars: int, max_tokens: int = 0, enc=None) -> str:
@@ -325,28 +337,35 @@ def fit_seed_chars(ctx: int, cfg: SynthConfig) -> int:
     return max(200, min(cfg.seed_max_chars, int((ctx - cfg.max_tokens) * cfg.chars_per_token) - frame))
 
 
-def run_generation(seeds: list[dict], out: Path, client: Client, cfg: SynthConfig, enc=None,
-                   retry_failed: bool = False, progress: bool = True, seed: int = 0) -> dict:
-    """Generate a record for every seed not yet in `out`. Returns counts of this run."""
+def run_generation(seeds, out: Path, client: Client, cfg: SynthConfig, enc=None, retry_failed: bool = False,
+                   progress: bool = True, seed: int = 0, n_seeds: int | None = None) -> dict:
+    """Generate a record for every seed (an iterable of documents; n_seeds: how many, when it is
+    not a list) not yet in `out`. Holds: the keys already in `out` and the requests in flight.
+    Returns counts of this run."""
     fp = cfg.fingerprint()
     app = Appender(out)  # the lock first, then the repair, then the keys already there
-    done = {r["key"]: r.get("status") for _, r in iter_records(out)}  # keys only: flat memory
-    todo = [s for s in seeds if done.get(f"{s['id']}:{fp}") not in (("ok",) if retry_failed else ("ok", "failed"))]
-    stats = {"seeds": len(seeds), "already_done": len(seeds) - len(todo), "ok": 0, "failed": 0,
+    done = {r["key"]: r.get("status") for _, r in iter_records(out)}  # keys only: no texts
+    skip = ("ok",) if retry_failed else ("ok", "failed")
+    stats = {"seeds": len(seeds) if n_seeds is None else n_seeds, "already_done": 0, "ok": 0, "failed": 0,
              "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    if not todo:
-        app.close()
-        return stats
     seed_cap = cfg.seed_max_chars
     ctx = client.context_length(cfg.model)
     if ctx:
         seed_cap = fit_seed_chars(ctx, cfg)
     t0 = time.time()
-    bar = tqdm(total=len(todo), desc="synthesize", unit="seed", disable=not progress)
+    bar = tqdm(total=stats["seeds"], desc="synthesize", unit="seed", disable=not progress)
+
+    def todo_seeds():
+        for s in seeds:
+            if done.get(f"{s['id']}:{fp}") in skip:
+                stats["already_done"] += 1
+                bar.update(1)
+            else:
+                yield s
     rngs = random.Random(seed)
     ex = ThreadPoolExecutor(max_workers=cfg.concurrency)
     try:
-        it, pending = iter(todo), set()
+        it, pending = todo_seeds(), set()
         while True:
             # a bounded window of requests in flight: memory stays flat for millions of seeds
             while len(pending) < 2 * cfg.concurrency:
@@ -962,11 +981,12 @@ def main(argv=None):
         if args.tokenizer:
             from prepare.tokenizer import load_tokenizer
             enc = load_tokenizer(args.tokenizer)
-        seeds = select_seeds(args.seeds, args.limit, cfg.python_share)
-        n_py = sum(s.get("language") == "Python" for s in seeds)
-        print(f"synthesize.py: {len(seeds)} seeds ({n_py / len(seeds):.0%} Python), model {cfg.model}, "
+        picked = pick_seeds(args.seeds, args.limit, cfg.python_share)
+        n_py = sum(lang == "Python" for _, lang in picked.values())
+        print(f"synthesize.py: {len(picked)} seeds ({n_py / len(picked):.0%} Python), model {cfg.model}, "
               f"fingerprint {cfg.fingerprint()}, -> {out}", flush=True)
-        gen_stats = run_generation(seeds, out, client, cfg, enc, args.retry_failed, not args.no_progress)
+        gen_stats = run_generation(iter_seeds(args.seeds, picked), out, client, cfg, enc, args.retry_failed,
+                                   not args.no_progress, n_seeds=len(picked))
         print(f"synthesize.py: generation {json.dumps(gen_stats)}", flush=True)
     if not out.exists():
         raise SystemExit(f"synthesize.py: {out} not found")
