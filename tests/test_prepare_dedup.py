@@ -5,6 +5,7 @@ import functools
 import itertools
 import random
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -47,9 +48,10 @@ def corpus():
 
 
 def true_pairs(texts, threshold=0.7, also=()):
-    """Pairs (i < j) of distinct texts whose word 5-gram sets have Jaccard >= threshold: every pair
-    sharing a 5-gram held by fewer than 200 texts (all of them, at test size), plus `also`, gets its
-    Jaccard from the two Python sets."""
+    """Pairs (i < j) of distinct texts whose word 5-gram sets have Jaccard >= threshold, from
+    Python sets of word tuples. Candidates: pairs sharing 5-grams held by fewer than 200 texts
+    (every 5-gram, at test size) whose shared count alone gives >= threshold - 0.2, plus `also`;
+    each candidate's Jaccard is then computed from the two full sets."""
     sets = []
     for t in texts:
         w = re.findall(r"\w+", t)
@@ -58,10 +60,12 @@ def true_pairs(texts, threshold=0.7, also=()):
     for i, s in enumerate(sets):
         for x in s:
             owners.setdefault(x, []).append(i)
-    cand = set(also)
+    inter = Counter()
     for docs in owners.values():
         if 1 < len(docs) < 200:
-            cand.update(itertools.combinations(docs, 2))
+            inter.update(itertools.combinations(docs, 2))
+    cand = set(also) | {(i, j) for (i, j), c in inter.items()
+                        if c / (len(sets[i]) + len(sets[j]) - c) >= threshold - 0.2}
     return {(i, j) for i, j in cand if len(sets[i] & sets[j]) / len(sets[i] | sets[j]) >= threshold}
 
 
@@ -119,7 +123,8 @@ def test_array_run_equals_one_task(tmp_path):
     assert kept3 == kept1 and st["dropped"] == one["dropped"]
     _, reason = cluster_texts([d["content"] for d in docs])
     assert len(kept1) == int((reason == 0).sum())
-    assert one["dropped"]["exact_duplicate"] >= 6 and one["dropped"]["near_duplicate"] >= 20
+    # an exact copy counts as near when its cluster's keeper is an edited copy
+    assert one["dropped"]["exact_duplicate"] >= 3 and sum(one["dropped"].values()) >= 6 + 20
     # nothing half-written is left behind
     assert not list((tmp_path / "out3").rglob("*.tmp"))
 
