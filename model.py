@@ -18,12 +18,13 @@ checkpoints load here. The safetensors reader/writer is a few lines below (no ex
 import json
 import math
 import os
-import struct
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from formats import load_safetensors, save_safetensors
 
 # -----------------------------------------------------------------------------
 # config
@@ -138,49 +139,15 @@ def apply_rope(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
-class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """mean cross-entropy of softmax(h @ weight.T) over the rows whose target is not -1, a chunk
-    of rows at a time: only (chunk, vocab) logits exist at once, never (N, vocab). The loss is
-    the end of the graph, so the gradients are computed in the same pass (softmax - one-hot,
-    scaled by 1/n_valid) and backward only scales them by the incoming gradient."""
-
-    @staticmethod
-    def forward(ctx, h, weight, targets, chunk):
-        N = h.shape[0]
-        n_valid = (targets != -1).sum().clamp(min=1).float()
-        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        dh = torch.empty_like(h) if want_grad else None
-        dw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_grad else None
-        loss = torch.zeros((), dtype=torch.float32, device=h.device)
-        for s in range(0, N, chunk):
-            hs, t = h[s:s + chunk], targets[s:s + chunk]            # (c, d), (c,)
-            keep, t0 = (t != -1), t.clamp(min=0)
-            logits = (hs @ weight.T).float()                         # (c, vocab) in fp32
-            lse = torch.logsumexp(logits, dim=-1)                    # (c,)
-            loss += ((lse - logits.gather(1, t0[:, None]).squeeze(1)) * keep).sum()
-            if want_grad:
-                p = logits.sub_(lse[:, None]).exp_()                 # softmax, in place of the logits
-                p[torch.arange(len(t), device=t.device), t0] -= 1.0
-                p = (p * (keep[:, None] / n_valid)).to(h.dtype)      # d loss / d logits
-                dh[s:s + chunk] = p @ weight
-                dw += (p.T @ hs).float()
-        ctx.save_for_backward(dh, dw)
-        ctx.weight_dtype = weight.dtype
-        return loss / n_valid
-
-    @staticmethod
-    def backward(ctx, grad):
-        dh, dw = ctx.saved_tensors
-        return dh * grad.to(dh.dtype), (dw * grad).to(ctx.weight_dtype), None, None
-
-
 def linear_cross_entropy(h, weight, targets, backend):
     """mean cross-entropy of softmax(h @ weight.T) against targets (-1 = ignored); h (N, d),
-    weight (vocab, d), targets (N,). The (N, vocab) logits never exist in fp32: the fused Triton
-    kernel on the triton path, the chunked PyTorch function above otherwise."""
-    # rows per chunk: about 16M fp32 logits (64 MB) per chunk whatever the vocabulary
-    chunk = max(1, (1 << 24) // weight.shape[0])
-    return ChunkedLinearCrossEntropy.apply(h, weight, targets, chunk)
+    weight (vocab, d), targets (N,). The (N, vocab) logits never exist: kernels/cross_entropy.py
+    runs the head and the loss a chunk of tokens at a time, the per-row step in Triton on the
+    triton path and in PyTorch otherwise (the same algorithm, the same gradients)."""
+    from kernels import cross_entropy
+    if use_triton(backend, h):
+        return cross_entropy.fused_linear_cross_entropy(h, weight, targets, ignore_index=-1)
+    return cross_entropy.linear_cross_entropy_chunked(h, weight, targets, ignore_index=-1)
 
 
 class Attention(nn.Module):
@@ -528,66 +495,6 @@ class Transformer(nn.Module):
                     raise ValueError(f"{ckpt_dir}: tensor {name!r} has shape {tuple(t.shape)}, expected {tuple(p.shape)}")
                 p.copy_(t)
         return model
-
-# -----------------------------------------------------------------------------
-# safetensors: 8-byte little-endian header length, a JSON header
-# {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then raw
-# little-endian bytes (offsets relative to the end of the header).
-
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-              "U8": torch.uint8, "BOOL": torch.bool}
-_ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
-
-
-def save_safetensors(tensors, path, metadata=None):
-    header, offset, blobs = {"__metadata__": {"format": "pt", **(metadata or {})}}, 0, []
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        if t.dtype not in _ST_NAMES:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {t.dtype}")
-        nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": _ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        blobs.append(t)
-        offset += nbytes
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # pad so the data starts 8-byte aligned
-    tmp = str(path) + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(head)))
-        f.write(head)
-        for t in blobs:
-            f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
-
-
-def load_safetensors(path):
-    """name -> CPU tensor. Reads tensor by tensor (no second copy of the whole file in memory)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise ValueError(f"{path}: not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", raw)
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path}: not a safetensors file (bad header)") from None
-        header.pop("__metadata__", None)
-        out = {}
-        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-            if info["dtype"] not in _ST_DTYPES:
-                raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
-            begin, end = info["data_offsets"]
-            if 8 + n + end > size:
-                raise ValueError(f"{path}: tensor {name!r} runs past the end of the file (truncated?)")
-            buf = bytearray(end - begin)
-            f.seek(8 + n + begin)
-            f.readinto(buf)
-            t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
-            out[name] = t.view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
-    return out
-
 
 def load_hf_tensors(ckpt_dir):
     """All tensors of a checkpoint dir: model.safetensors, or the shards of its index."""

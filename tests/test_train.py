@@ -42,8 +42,8 @@ def run_train(args, nproc=1, check=True):
 
 
 def read_log(out_dir):
-    with open(Path(out_dir) / "log.jsonl") as f:
-        return [json.loads(line) for line in f]
+    from formats import read_jsonl
+    return read_jsonl(Path(out_dir) / "log.jsonl")
 
 
 def write_shards(out, enc, files_by_split, epochs=None):
@@ -145,6 +145,19 @@ def test_config_errors_are_one_clear_line(tmp_path):
                                                      "--out_dir=123", "--model_args={'block_size': 32}"])
     assert (c.lr, c.betas, c.compile, c.out_dir, c.model_args) == (1e-3, (0.8, 0.9), True, "123", {"block_size": 32})
 
+def test_configs_hold_only_overrides():
+    defaults = train.TrainConfig()
+    for path in sorted((ROOT / "configs").glob("*.py")):
+        ns = {}
+        exec(compile(path.read_text(), str(path), "exec"), ns)
+        for key, value in ns.items():
+            if not key.startswith("_"):
+                assert value != getattr(defaults, key), f"{path.name}: {key} = {value!r} is the default"
+    with pytest.raises(SystemExit, match="model set together with init_from"):
+        train.load_config(f"{ROOT}/configs/phase2.py", ["--model=tiny"])
+    with pytest.raises(SystemExit, match="model_args set together with init_from"):
+        train.load_config(f"{ROOT}/configs/tiny.py", ["--init_from=runs/x/export"])
+
 # -----------------------------------------------------------------------------
 # the data loader
 
@@ -158,9 +171,9 @@ def test_loader_mixture_determinism_and_rank_slices(corpus, tmp_path):
     man["shards"] = [{**src, "path": "a.bin", "epochs": 1}, {**src, "path": "b.bin", "epochs": 3},
                      {**src, "path": "a.bin", "split": "val"}]
     (tmp_path / "manifest.json").write_text(json.dumps(man))
-    m = train.read_manifest(str(tmp_path))
+    m = train.load_manifest(str(tmp_path))
     T = 32
-    data = train.TokenStream(m, "train", T, seed=7)
+    data = train.TokenStream(m, "train", T, seed=7, vocab_size=1024)
     n = (src["tokens"] - 1) // T
     assert data.size == 4 * n
     # one pass: every window of b exactly 3 times, of a once (window -> its first token ids)
@@ -176,9 +189,9 @@ def test_loader_mixture_determinism_and_rank_slices(corpus, tmp_path):
         assert torch.equal(x[j], torch.from_numpy(tokens[w * T:(w + 1) * T]))
         assert torch.equal(y[j], torch.from_numpy(tokens[w * T + 1:(w + 1) * T + 1]))
     # deterministic from the seed; another seed, another order
-    again = train.TokenStream(m, "train", T, seed=7)
+    again = train.TokenStream(m, "train", T, seed=7, vocab_size=1024)
     assert torch.equal(again.get(100, 16)[0], data.get(100, 16)[0])
-    assert not torch.equal(train.TokenStream(m, "train", T, seed=8).get(100, 16)[0], data.get(100, 16)[0])
+    assert not torch.equal(train.TokenStream(m, "train", T, seed=8, vocab_size=1024).get(100, 16)[0], data.get(100, 16)[0])
     # ranks read disjoint slices whose union is the 1-process batch (global batch 8, micro 2)
     B, world, accum = 2, 2, 2
     one = torch.cat([data.get(40 + k * B, B)[0] for k in range(world * accum)])
@@ -188,18 +201,25 @@ def test_loader_mixture_determinism_and_rank_slices(corpus, tmp_path):
     x, _ = data.get(data.size - 2, 4)
     assert x.shape == (4, T)
     assert not np.array_equal(data._order(1), perm)
-    assert train.TokenStream(m, "val", T, seed=7).size == n  # val ignores epochs
+    assert train.TokenStream(m, "val", T, seed=7, vocab_size=1024).size == n  # val ignores epochs
+
+
+def test_token_ids_checked_against_the_vocabulary(corpus):
+    man = train.load_manifest(str(corpus))
+    data = train.TokenStream(man, "train", 64, seed=0, vocab_size=200)  # the tiny tokenizer has 1024 ids
+    with pytest.raises(SystemExit, match=r"train.py: .*train-Python-00000.bin: token \d+ has id \d+, not below the model's vocab_size=200"):
+        data.get(0, 4)
 
 
 def test_manifest_errors(tmp_path, corpus):
-    with pytest.raises(SystemExit, match="no manifest at"):
-        train.read_manifest(str(tmp_path / "nope"))
+    with pytest.raises(SystemExit, match=r"train.py: data_dir=.*nope.*manifest"):
+        train.load_manifest(str(tmp_path / "nope"))
     shutil.copytree(corpus, tmp_path / "c")
     bin_ = next((tmp_path / "c").glob("train-*.bin"))
     with open(bin_, "ab") as f:
         f.write(b"\0\0")
-    with pytest.raises(SystemExit, match="but the manifest says"):
-        train.read_manifest(str(tmp_path / "c"))
+    with pytest.raises(SystemExit, match=f"train.py: data_dir=.*{bin_.name}"):
+        train.load_manifest(str(tmp_path / "c"))
 
 # -----------------------------------------------------------------------------
 # real runs
@@ -229,8 +249,8 @@ def test_export_reproduces_val_loss(two_proc_run, corpus):
     """The consolidated export computes the same val loss that training logged."""
     from model import Transformer
     model = Transformer.from_pretrained(str(two_proc_run / "export"))
-    man = train.read_manifest(str(corpus))
-    val = train.TokenStream(man, "val", 64, seed=0)
+    man = train.load_manifest(str(corpus))
+    val = train.TokenStream(man, "val", 64, seed=0, vocab_size=1024)
     n_val = 2 * 8  # eval_iters x global batch
     x, y = val.read((np.arange(n_val) * val.size) // n_val)
     with torch.no_grad():
@@ -245,6 +265,18 @@ def test_resume_continues_exactly(two_proc_run, corpus, tmp_path):
     run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={out}", "--halt_iter=13"], nproc=2)
     assert [e["iter"] for e in read_log(out)] == list(range(13))
     assert not (out / "export").exists()
+    # another schedule on resume: refused, naming the key; nothing touched
+    p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={out}", "--max_iters=50"], nproc=2, check=False)
+    assert p.returncode != 0 and "train.py: resuming" in p.stderr and "max_iters 40 -> 50" in p.stderr
+    assert "allow_schedule_change" in p.stderr and len(read_log(out)) == 13
+    changed = tmp_path / "changed"  # ... unless asked for (on a copy: 1 process, so the batch changes too)
+    shutil.copytree(out, changed)
+    p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={changed}", "--max_iters=50", "--halt_iter=14",
+                   "--allow_schedule_change=True"])
+    assert "max_iters 40 -> 50" in p.stdout and "global_batch 8 -> 4" in p.stdout
+    assert [e["iter"] for e in read_log(changed)] == list(range(14))
+    with open(out / "log.jsonl", "a") as f:  # killed while writing a log line: a torn last line
+        f.write('{"iter": 13, "loss": 4.')
     half = out / "ckpt-000017.tmp"  # as if killed while writing a later checkpoint
     half.mkdir()
     (half / "__0_0.distcp").write_bytes(b"partial")
@@ -272,7 +304,11 @@ def test_phase_chaining_fresh_schedule(two_proc_run, corpus, tmp_path):
     """Phase 2 starts from phase 1's weights (low loss at step 0) with a fresh optimizer and a
     re-warm from ~0, then decays linearly to 0."""
     out = tmp_path / "p2"
-    run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={out}", f"--init_from={two_proc_run / 'export'}",
+    # a phase-2 config names no architecture: it comes from init_from (model = ... there is an error)
+    p2 = tmp_path / "tiny_p2.py"
+    p2.write_text("".join(line for line in (ROOT / "configs/tiny.py").read_text().splitlines(keepends=True)
+                          if not line.startswith(("model =", "model_args ="))))
+    run_train([str(p2), "--wandb_log=False", f"--data_dir={corpus}", f"--out_dir={out}", f"--init_from={two_proc_run / 'export'}",
                "--lr_schedule=linear", "--min_lr=0.0", "--warmup_iters=4", "--max_iters=10", "--lr=1e-3",
                "--eval_interval=10"])
     log = read_log(out)
@@ -290,14 +326,15 @@ def test_bad_input_one_clear_error(two_proc_run, corpus, tmp_path):
     assert p.returncode != 0 and "train.py: --lrr: unknown config key 'lrr'" in p.stderr
     assert "Traceback" not in p.stderr
     p = run_train([*TINY, f"--data_dir={tmp_path / 'missing'}", f"--out_dir={tmp_path / 'o'}"], check=False)
-    assert p.returncode != 0 and "no manifest at" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode != 0 and "train.py: data_dir=" in p.stderr and "Traceback" not in p.stderr
 
     # a corrupt checkpoint: an error naming it, never a silent fresh start
     bad = tmp_path / "corrupt"
     shutil.copytree(two_proc_run, bad)
     shard = bad / "ckpt-000040" / "__1_0.distcp"
     shard.write_bytes(shard.read_bytes()[:100])
-    p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={bad}", "--max_iters=50"], check=False)
+    p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={bad}", "--max_iters=50", "--allow_schedule_change=True"],
+                  check=False)
     assert p.returncode != 0 and "checkpoint" in p.stderr and "ckpt-000040 is corrupt" in p.stderr
     assert len(read_log(bad)) == 40  # nothing was overwritten
 
@@ -313,3 +350,32 @@ def test_bad_input_one_clear_error(two_proc_run, corpus, tmp_path):
     p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={half}"], check=False)
     assert p.returncode != 0 and "no complete checkpoint" in p.stderr
     assert len(read_log(half)) == 40
+
+
+def test_manifest_vocab_larger_than_the_model(corpus, tmp_path):
+    p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={tmp_path / 'o'}",
+                   "--model_args={'block_size': 64, 'vocab_size': 512}"], check=False)
+    assert p.returncode != 0 and "vocab_size=1024 exceeds the model's vocab_size=512" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_out_dir_lock(corpus, tmp_path):
+    """Two runs on one out_dir: the second stops with a clear line (here the first is this
+    process, holding the log as a running train.py does)."""
+    from formats import AppendLog
+    out = tmp_path / "o"
+    out.mkdir()
+    with AppendLog(out / "log.jsonl"):
+        p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={out}"], check=False)
+    assert p.returncode != 0 and f"train.py: out_dir {out}" in p.stderr and "Traceback" not in p.stderr
+    assert not list(out.glob("ckpt-*")) and not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("bad", ["--lrr=1", "--data_dir=/nonexistent/shards"])
+def test_torchrun_failure_reaches_the_terminal(corpus, tmp_path, bad):
+    """Under a real 2-process torchrun, every rank fails the same way: the one line gets out
+    (rank 0 speaks first) and the run exits non-zero."""
+    p = run_train([*TINY, f"--data_dir={corpus}", f"--out_dir={tmp_path / 'o'}", bad], nproc=2, check=False)
+    assert p.returncode != 0
+    want = "train.py: --lrr: unknown config key 'lrr'" if bad == "--lrr=1" else "train.py: data_dir='/nonexistent/shards'"
+    assert want in p.stderr, p.stderr[-2000:]
