@@ -42,7 +42,7 @@ def random_checkpoint(out: Path, preset: str, seed: int = 0) -> Path:
     try:
         from formats import save_tokenizer
     except ImportError:  # TODO(server): remove once formats.py (issue 11) has landed
-        from prepare.tokenizer import save_tokenizer
+        from formats import save_tokenizer
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:30]
     ranks = train_bpe([f.read_text(encoding="utf-8", errors="replace") for f in files], vocab_size=1024)
     torch.manual_seed(seed)

@@ -167,7 +167,15 @@ def read_manifest(data_dir) -> dict:
 
 TOKENIZER_FILE = "tokenizer.tiktoken"
 SPECIAL_TOKENS = ["<|endoftext|>", "<repo_name>", "<file_sep>", "<|pad|>"]
-# tiktoken's cl100k-style split, with the letter/number classes the trainer pre-tokenizes with
+# Code-aware pre-tokenization (GPT-4's cl100k pattern adapted to source code):
+#  - no English contractions ('s 're ...): in code a quote is a string delimiter, not a suffix;
+#  - one optional non-letter joins the word after it, so ".append", "_name", "(self", " def"
+#    are single pieces;
+#  - numbers in groups of at most 3 digits (like cl100k), so the vocabulary is not spent on
+#    thousands of literals;
+#  - runs of punctuation stay together with their trailing newlines ("):\n", "}\n\n");
+#  - whitespace runs before a word keep all but their last space, so indentation becomes its
+#    own token ("        " then " return"), which code is full of.
 SPLIT_PATTERN = (
     r"""[^\r\n\p{L}\p{N}]?+\p{L}+"""
     r"""|\p{N}{1,3}"""

@@ -10,10 +10,15 @@ Two backends compute the same function:
   "triton" - our fused kernels in kernels/ (FlashAttention-style attention, RMSNorm fused with
              the residual add). Runs on CUDA, and on CPU tensors under TRITON_INTERPRET=1.
   "auto"   - triton when the input lives on a CUDA device, torch otherwise.
+The training forward, model(idx, targets, loss_only=True), returns the loss alone: the output
+head and the cross-entropy run together a chunk of tokens at a time (kernels/cross_entropy.py,
+Triton or PyTorch per the backend), so the (tokens, vocab) logits never exist. RoPE and SwiGLU
+compute in the activations' dtype (as transformers does): no fp32 copies of q, k or the MLP.
 
-Checkpoints for inference use the Hugging Face Llama layout (config.json + model.safetensors),
-so the same files load in transformers/vLLM as LlamaForCausalLM and published Llama-style
-checkpoints load here. The safetensors reader/writer is a few lines below (no extra package).
+Checkpoints for inference use the Hugging Face Llama layout (config.json + model.safetensors,
+read and written by formats.py), so the same files load in transformers/vLLM as
+LlamaForCausalLM and published Llama-style checkpoints load here (plain RoPE only: a scaled
+rope_scaling / rope_parameters is refused).
 """
 import json
 import math

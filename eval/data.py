@@ -24,9 +24,10 @@ What load_benchmark adds or selects:
 import gzip
 import hashlib
 import json
-import os
 import urllib.request
 from pathlib import Path
+
+from formats import benchmark_dirs, cache_dir
 
 # name -> (candidate file names in a directory, first one is the cache name), download urls
 # (tried in order), sha256 of the decompressed jsonl when we know it (None: do not check)
@@ -86,10 +87,6 @@ BCB_HARD_IDS = [13, 15, 17, 19, 34, 37, 82, 89, 92, 93, 99, 100, 101, 108, 120, 
                 1124, 1129, 1137]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("SNOWCODER_CACHE", Path.home() / ".cache" / "snowcoder")) / "benchmarks"
-
-
 def _find_in_dir(d: Path, name: str):
     for f in SOURCES[name]["files"]:
         if (d / f).is_file():
@@ -136,22 +133,14 @@ def benchmark_file(name: str, path=None) -> Path:
     """The file load_benchmark(name, path) reads (downloading it into the cache if needed)."""
     if name not in SOURCES:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(NAMES)}")
-    wheres = [path] if path is not None else []
-    if os.environ.get("SNOWCODER_BENCHMARKS"):
-        wheres.append(os.environ["SNOWCODER_BENCHMARKS"])
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks"
-    if shared.is_dir():
-        wheres.append(shared)
-    for where in wheres:
-        p = Path(where)
+    # formats.benchmark_dirs: the given path, $SNOWCODER_BENCHMARKS, ../shared/benchmarks, the cache
+    for p in benchmark_dirs(path):
         if p.is_file():
             return p
         if p.is_dir() and (f := _find_in_dir(p, name)) is not None:
             return f
-        if where is path:
+        if path is not None and p == Path(path):
             raise SystemExit(f"benchmark {name!r}: {p} is neither a file nor a directory holding one of {SOURCES[name]['files']}")
-    if (f := _find_in_dir(cache_dir(), name)) is not None:
-        return f
     return _download(name)
 
 

@@ -8,43 +8,13 @@ Sample line (the evalplus layout plus our fields):
 `raw` is the text as generated, `completion` is cut at the first stop string, `solution` is the
 sanitized whole program that execution runs.
 """
-import json
 import os
-from pathlib import Path
 
 from tqdm import tqdm
 
+from formats import AppendLog, read_jsonl
 from eval.prompts import build_prompt, stop_strings, program_from_completion
 from eval.sanitize import cut_at_stop, sanitize
-
-
-# ---------------------------------------------------------------------------- append-only JSONL
-def read_jsonl(path) -> list[dict]:
-    """Rows of a JSONL file we append to; a torn last line (a kill mid-write) is cut off."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        data = data[:data.rfind(b"\n") + 1]
-        with open(path, "r+b") as f:
-            f.truncate(len(data))
-    rows = []
-    for i, line in enumerate(data.decode("utf-8").splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"{path}: line {i + 1} is not JSON ({e}); fix or delete the line and rerun")
-    return rows
-
-
-def append_jsonl(path, rows):
-    with open(path, "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------- backends
@@ -94,33 +64,32 @@ def generate_samples(problems: list[dict], out_path, model, n_samples: int = 1, 
     """Complete every (problem, sample index) not yet in out_path, appending as we go. `reuse` maps
     (prompt, sample) -> raw text already generated for an identical prompt (e.g. HumanEval and
     HumanEval+ share 163 of 164 prompts). Returns all rows of out_path."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["task_id"], r["sample"]) for r in read_jsonl(out_path)}
-    todo = [(p, s) for p in problems for s in range(n_samples) if (p["task_id"], s) not in done]
-    reuse = reuse if reuse is not None else {}
+    with AppendLog(out_path) as log:  # locked; a torn last line from a killed run is cut first
+        done = {(r["task_id"], r["sample"]) for r in log.rows}
+        todo = [(p, s) for p in problems for s in range(n_samples) if (p["task_id"], s) not in done]
+        reuse = reuse if reuse is not None else {}
 
-    def row(p, s, raw):
-        completion = cut_at_stop(raw, stop_strings(p))
-        return dict(task_id=p["task_id"], sample=s, completion=completion,
-                    solution=sanitize(program_from_completion(p, completion), p["entry_point"]), raw=raw)
+        def row(p, s, raw):
+            completion = cut_at_stop(raw, stop_strings(p))
+            return dict(task_id=p["task_id"], sample=s, completion=completion,
+                        solution=sanitize(program_from_completion(p, completion), p["entry_point"]), raw=raw)
 
-    ready = [(p, s) for p, s in todo if (build_prompt(p), s) in reuse]
-    if ready:
-        append_jsonl(out_path, [row(p, s, reuse[(build_prompt(p), s)]) for p, s in ready])
-    todo = [(p, s) for p, s in todo if (build_prompt(p), s) not in reuse]
-    # longest prompts first: similar lengths share a batch (less padding) and memory peaks early
-    todo.sort(key=lambda ps: -len(build_prompt(ps[0])))
-    bar = tqdm(total=len(todo), desc=desc, leave=False)
-    for i in range(0, len(todo), batch_size):
-        batch = todo[i:i + batch_size]
-        stops = sorted({s for p, _ in batch for s in stop_strings(p)})
-        raws = model.complete([build_prompt(p) for p, _ in batch], stops, max_new_tokens)
-        rows = []
-        for (p, s), raw in zip(batch, raws):
-            reuse[(build_prompt(p), s)] = raw
-            rows.append(row(p, s, raw))
-        append_jsonl(out_path, rows)
-        bar.update(len(batch))
-    bar.close()
+        ready = [(p, s) for p, s in todo if (build_prompt(p), s) in reuse]
+        if ready:
+            log.append([row(p, s, reuse[(build_prompt(p), s)]) for p, s in ready])
+        todo = [(p, s) for p, s in todo if (build_prompt(p), s) not in reuse]
+        # longest prompts first: similar lengths share a batch (less padding) and memory peaks early
+        todo.sort(key=lambda ps: -len(build_prompt(ps[0])))
+        bar = tqdm(total=len(todo), desc=desc, leave=False)
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            stops = sorted({s for p, _ in batch for s in stop_strings(p)})
+            raws = model.complete([build_prompt(p) for p, _ in batch], stops, max_new_tokens)
+            rows = []
+            for (p, s), raw in zip(batch, raws):
+                reuse[(build_prompt(p), s)] = raw
+                rows.append(row(p, s, raw))
+            log.append(rows)
+            bar.update(len(batch))
+        bar.close()
     return read_jsonl(out_path)

@@ -27,10 +27,8 @@ as a token-id prompt with echo=True, logprobs=0, max_tokens=0, and the returned 
 Memory: one sequence window at a time (plus the model); held-out shards are memory-mapped.
 """
 import argparse
-import json
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from eval import data as bdata
 from eval.execute import TASKS, Job, Limits, make_problems, run_jobs, is_stdlib_only, missing_modules
-from eval.generate import read_jsonl, append_jsonl, generate_samples
+from eval.generate import generate_samples
+from formats import AppendLog, read_jsonl
 from eval.metrics import summarize, write_results, markdown_table
 from eval.prompts import build_prompt
 from eval.sanitize import sanitize
@@ -126,17 +127,18 @@ def main(argv=None):
         if args.ground_truth:
             vpath = out / f"verdicts-{task}-ground-truth.jsonl"
         ids = {p["task_id"] for p in probs}
-        done = {(v["task_id"], v["sample"]) for v in read_jsonl(vpath)}
-        by_id = {p["task_id"]: p for p in probs}
-        jobs = [Job(by_id[r["task_id"]], r["solution"], r["sample"]) for r in rows
-                if r["task_id"] in by_id and (r["task_id"], r["sample"]) not in done]
-        # tasks this Python cannot run (BigCodeBench modules missing): one "skipped" verdict each, counted
-        have = {r["task_id"] for r in rows} | {t for t, _ in done}
-        jobs += [Job(p, "", 0) for p in probs if p["kind"] == "unittest" and p["task_id"] not in have
-                 and missing_modules(p)]
-        if jobs:
-            run_jobs(jobs, limits, args.workers, on_result=lambda v: append_jsonl(vpath, [v]), desc=f"executing {task}",
-                     time_unittests=not args.ground_truth)
+        with AppendLog(vpath) as vlog:  # locked; a torn verdict line of a killed run is cut first
+            done = {(v["task_id"], v["sample"]) for v in vlog.rows}
+            by_id = {p["task_id"]: p for p in probs}
+            jobs = [Job(by_id[r["task_id"]], r["solution"], r["sample"]) for r in rows
+                    if r["task_id"] in by_id and (r["task_id"], r["sample"]) not in done]
+            # tasks this Python cannot run (BigCodeBench modules missing): one "skipped" verdict each, counted
+            have = {r["task_id"] for r in rows} | {t for t, _ in done}
+            jobs += [Job(p, "", 0) for p in probs if p["kind"] == "unittest" and p["task_id"] not in have
+                     and missing_modules(p)]
+            if jobs:
+                run_jobs(jobs, limits, args.workers, on_result=lambda v: vlog.append([v]), desc=f"executing {task}",
+                         time_unittests=not args.ground_truth)
         verdicts = [v for v in read_jsonl(vpath) if v["task_id"] in ids]
         all_verdicts += verdicts
     if args.stage == "generate":

@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 
 from prepare import dedup, decontaminate, filter as filt, ingest, pack
-from prepare.docs import read_docs
-from prepare.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, load_tokenizer, save_tokenizer, train_bpe
+from formats import read_docs
+from formats import SPECIAL_TOKENS, SPLIT_PATTERN, load_tokenizer, save_tokenizer
+from prepare.tokenizer import train_bpe
 
 
 def python_files(mb: float, skip: int = 0):

@@ -43,10 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from prepare.docs import part_name, write_docs
+from formats import benchmark_dirs, part_name, write_docs
 from prepare.pipeline import add_task_args, done_marker, require_done, run_tasks, selected_tasks, task_docs
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -138,7 +137,11 @@ def run_hashes(h: np.ndarray, lengths) -> dict:
 # benchmark items
 
 def default_bench_dir() -> Path:
-    return Path(os.environ.get("SNOWCODER_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
+    """The first place formats.benchmark_dirs names that exists ($SNOWCODER_BENCHMARKS, ../shared/benchmarks)."""
+    dirs = benchmark_dirs()
+    if not dirs:
+        raise SystemExit("decontaminate: no benchmark directory found (set --benchmarks or $SNOWCODER_BENCHMARKS)")
+    return dirs[0]
 
 
 def benchmark_records(bench_dir=None) -> list[tuple[str, dict]]:

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prepare.docs import part_name, write_docs
+from formats import part_name, write_docs
 from prepare.pipeline import add_task_args, is_done, require_done, run_tasks, selected_tasks, task_docs
 
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
-from prepare.docs import part_name, write_docs
+from formats import part_name, write_docs
 from prepare.pipeline import add_task_args, require_done, run_tasks, task_docs
 
 

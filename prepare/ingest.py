@@ -38,7 +38,7 @@ import sysconfig
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
-from prepare.docs import part_name, write_docs
+from formats import part_name, write_docs
 from prepare.languages import language_of, normalize_language
 from prepare.pipeline import add_task_args, is_done, run_tasks
 

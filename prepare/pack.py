@@ -47,9 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from prepare.docs import read_docs, write_docs
+from formats import read_docs, write_docs
 from prepare.pipeline import add_task_args, is_done, require_done, run_tasks
-from prepare.tokenizer import load_tokenizer
+from formats import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 from prepare import dedup, decontaminate, filter as filt, ingest, pack
-from prepare.docs import part_name, write_docs
+from formats import part_name, write_docs
 from prepare.pack import stable_u64
 from prepare.pipeline import add_task_args, run_tasks, task_docs
-from prepare.tokenizer import iter_texts, load_tokenizer, save_tokenizer, train_bpe
+from formats import load_tokenizer, save_tokenizer
+from prepare.tokenizer import iter_texts, train_bpe
 
 
 def sample_task(k, n_tasks, docs_dir, out_dir, rate, seed):

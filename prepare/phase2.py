@@ -52,10 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from prepare.docs import doc_files, read_docs, write_docs
+from formats import doc_files, read_docs, write_docs
 from prepare.pack import stable_u64
 from prepare.pipeline import add_task_args, check_settings, run_tasks
-from prepare.tokenizer import load_tokenizer
+from formats import load_tokenizer
 
 
 @dataclass

@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from prepare.docs import is_docs_path, read_docs
+from formats import is_docs_path, read_docs
 from prepare.pack import PackConfig, ShardWriter, code_version, sequence_segments, stable_u64, val_repos
-from prepare.tokenizer import load_tokenizer
+from formats import load_tokenizer
 
 
 @dataclass

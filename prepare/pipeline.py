@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from prepare.docs import doc_files, read_docs
+from formats import doc_files, read_docs
 
 
 def add_task_args(ap, tasks_default: int = 1):

@@ -29,7 +29,6 @@ tests/test_prepare_tokenizer.py checks that both produce the same pieces on real
 merges never cross a piece boundary, so the token boundaries must nest inside our pieces).
 """
 import argparse
-import base64
 import heapq
 import os
 import sys
@@ -40,25 +39,10 @@ from typing import Iterable
 
 import regex
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<repo_name>", "<file_sep>", "<|pad|>"]
+from formats import SPECIAL_TOKENS, SPLIT_PATTERN, load_tokenizer, save_tokenizer  # the format's owner
 
-# Code-aware pre-tokenization (GPT-4's cl100k pattern adapted to source code):
-#  - no English contractions ('s 're ...): in code a quote is a string delimiter, not a suffix;
-#  - one optional non-letter joins the word after it, so ".append", "_name", "(self", " def"
-#    are single pieces;
-#  - numbers in groups of at most 3 digits (like cl100k), so the vocabulary is not spent on
-#    thousands of literals;
-#  - runs of punctuation stay together with their trailing newlines ("):\n", "}\n\n");
-#  - whitespace runs before a word keep all but their last space, so indentation becomes its
-#    own token ("        " then " return"), which code is full of.
-SPLIT_PATTERN = (
-    r"""[^\r\n\p{L}\p{N}]?+\p{L}+"""
-    r"""|\p{N}{1,3}"""
-    r"""| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-    r"""|\s*[\r\n]"""
-    r"""|\s+(?!\S)"""
-    r"""|\s+"""
-)
+
+# SPLIT_PATTERN (formats.py says why it looks the way it does) is what tiktoken encodes with too
 _SPLIT = regex.compile(SPLIT_PATTERN)
 
 
@@ -239,53 +223,12 @@ def train_bpe(texts: Iterable[str], vocab_size: int, workers: int = 1, min_frequ
 # -----------------------------------------------------------------------------
 # files
 
-def save_tokenizer(ranks: dict, path) -> None:
-    """Write tiktoken's rank-file format: one "base64(token) rank" line per token, by rank."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for tok, r in sorted(ranks.items(), key=lambda kv: kv[1]):
-            f.write(base64.b64encode(tok).decode("ascii") + " " + str(r) + "\n")
-    os.replace(tmp, path)
-
-
-def load_ranks(path) -> dict:
-    ranks = {}
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                tok, r = line.split()
-                ranks[base64.b64decode(tok)] = int(r)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: not a tiktoken rank line: {line[:80]!r}")
-    return ranks
-
-
-def load_tokenizer(path):
-    """The tiktoken.Encoding of a rank file; special tokens take the ids right after the merges."""
-    import tiktoken
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer file not found: {path}")
-    ranks = load_ranks(path)
-    if not ranks:
-        raise ValueError(f"{path}: empty tokenizer file")
-    n = max(ranks.values()) + 1
-    special = {t: n + i for i, t in enumerate(SPECIAL_TOKENS)}
-    return tiktoken.Encoding(name=f"snowcoder-{n + len(special)}", pat_str=SPLIT_PATTERN,
-                             mergeable_ranks=ranks, special_tokens=special)
-
-
 # -----------------------------------------------------------------------------
 # CLI
 
 def iter_texts(paths, max_bytes: int | None = None):
-    """Texts from document step dirs / part files (prepare.docs) or from source trees."""
-    from prepare.docs import read_docs, is_docs_path
+    """Texts from document step dirs / part files (formats.read_docs) or from source trees."""
+    from formats import read_docs, is_docs_path
     from prepare.languages import language_of
     seen = 0
     for p in paths:

@@ -39,7 +39,8 @@ def bench_dir() -> Path:
 def tiny_tokenizer_path(tmp_path_factory) -> Path:
     """A small byte-level BPE (vocab 1024) trained by prepare.tokenizer on real stdlib code,
     saved as a tiktoken rank file. Shared by every test that needs token ids."""
-    from prepare.tokenizer import train_bpe, save_tokenizer
+    from formats import save_tokenizer
+    from prepare.tokenizer import train_bpe
     files = sorted(stdlib_dir().glob("*.py"))[:40]
     texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
     ranks = train_bpe(texts, vocab_size=1024)
@@ -50,5 +51,5 @@ def tiny_tokenizer_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_tokenizer_path):
-    from prepare.tokenizer import load_tokenizer
+    from formats import load_tokenizer
     return load_tokenizer(tiny_tokenizer_path)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import stdlib_dir
 from prepare import decontaminate
-from prepare.docs import read_docs, write_docs
+from formats import read_docs, write_docs
 
 
 @pytest.fixture(scope="module")

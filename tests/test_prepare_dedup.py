@@ -11,7 +11,7 @@ import numpy as np
 
 from conftest import stdlib_dir
 from prepare import dedup
-from prepare.docs import read_docs, write_docs
+from formats import read_docs, write_docs
 from prepare.dedup import DedupConfig, cluster_texts, minhash_signatures, near_duplicate_pairs, shingle_keys, shingles
 
 

@@ -6,7 +6,7 @@ import random
 
 from conftest import stdlib_dir
 from prepare import filter as filt, ingest
-from prepare.docs import read_docs
+from formats import read_docs
 from prepare.filter import check
 
 ORDINARY = ["textwrap.py", "json/decoder.py", "json/encoder.py", "argparse.py", "shlex.py", "fnmatch.py",

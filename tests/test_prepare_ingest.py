@@ -7,7 +7,7 @@ import pytest
 
 from conftest import stdlib_dir
 from prepare import ingest
-from prepare.docs import read_docs
+from formats import read_docs
 
 
 def test_directories_languages_and_repos(tmp_path):

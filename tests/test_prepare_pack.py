@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import stdlib_dir
 from prepare import pack
-from prepare.docs import write_docs
+from formats import write_docs
 from prepare.pack import PackConfig, sequence_text
 
 

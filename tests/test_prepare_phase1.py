@@ -88,7 +88,7 @@ def test_tokenizer_sample_uniform_and_task_independent(tmp_path):
     """The tokenizer's sample: about the knob's size, drawn from every part and language, the same
     documents whether one task or three draw it."""
     import json
-    from prepare.docs import read_docs, write_docs
+    from formats import read_docs, write_docs
     from prepare.phase1 import tokenizer_sample
     docs = []
     for i, f in enumerate(sorted(stdlib_dir().glob("*.py"))[:150]):

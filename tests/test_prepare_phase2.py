@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import stdlib_dir
-from prepare.docs import read_docs, write_docs
+from formats import read_docs, write_docs
 from prepare.phase2 import main as phase2_main
-from prepare.tokenizer import load_tokenizer
+from formats import load_tokenizer
 
 
 def _score(doc_id):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import stdlib_dir
-from prepare.docs import write_docs
+from formats import write_docs
 from prepare import phase3
 
 JS = "// a tiny event emitter\nclass Emitter {\n  constructor() { this.h = {}; }\n  on(e, f) { (this.h[e] ||= []).push(f); }\n" \

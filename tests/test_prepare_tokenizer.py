@@ -4,7 +4,8 @@ from pathlib import Path
 import regex
 
 from conftest import stdlib_dir
-from prepare.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, load_tokenizer, save_tokenizer, train_bpe
+from formats import SPECIAL_TOKENS, SPLIT_PATTERN, load_tokenizer, save_tokenizer
+from prepare.tokenizer import train_bpe
 
 
 def _stdlib_files():
