@@ -331,8 +331,9 @@ class AppendLog:
     The lock comes before the repair: a second process on the same file gets a clear error instead
     of cutting the line a live writer is in the middle of."""
 
-    def __init__(self, path):
+    def __init__(self, path, rows: bool = True):
         self.path = Path(path)
+        self.read_rows = rows  # False: rows stays empty; a log too big to hold is read with iter_jsonl
         self.rows: list[dict] = []
         self._lock = self._f = None
 
@@ -346,11 +347,19 @@ class AppendLog:
             raise RuntimeError(f"{self.path} is in use by another process (lock {self._lock.name}); "
                                "wait for it to finish or use another output") from None
         if self.path.exists():
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):  # a writer killed mid-line: cut the torn line
-                with open(self.path, "r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
-            self.rows = read_jsonl(self.path)
+            with open(self.path, "r+b") as f:  # a writer killed mid-line: cut the torn line
+                size = end = f.seek(0, 2)
+                while end > 0:  # back to the last newline, a block at a time (the log may be huge)
+                    f.seek(max(0, end - 65536))
+                    j = f.read(end - f.tell()).rfind(b"\n")
+                    if j >= 0:
+                        end = max(0, end - 65536) + j + 1
+                        break
+                    end = max(0, end - 65536)
+                if end != size:
+                    f.truncate(end)
+            if self.read_rows:
+                self.rows = read_jsonl(self.path)
         self._f = open(self.path, "a", encoding="utf-8")
         return self
 

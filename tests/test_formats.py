@@ -116,3 +116,16 @@ def test_benchmark_dirs_order(tmp_path, monkeypatch):
     assert (shared in dirs) == shared.exists()
     monkeypatch.delenv("SNOWCODER_BENCHMARKS")
     assert env not in F.benchmark_dirs()
+
+
+def test_append_log_repair_scans_back_over_blocks(tmp_path):
+    p = tmp_path / "big.jsonl"
+    rows = [{"i": i, "pad": "x" * 1000} for i in range(100)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn": "' + "y" * 200_000)  # tail > one block
+    with F.AppendLog(p, rows=False) as log:
+        assert log.rows == []  # rows=False: nothing held, the file is read with iter_jsonl
+        log.append([{"i": 100}])
+    assert [r["i"] for r in F.iter_jsonl(p)] == list(range(101))
+    p.write_text('{"no newline at all"')
+    with F.AppendLog(p) as log:
+        assert log.rows == [] and p.read_bytes() == b""
