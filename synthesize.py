@@ -61,6 +61,7 @@ import numpy as np
 from tqdm import tqdm
 
 from client import APIError, Client, is_context_error
+from formats import AppendLog, write_json
 
 # -----------------------------------------------------------------------------
 # the prompt: our own, in the spirit of OSS-Instruct (seed -> new problem + documented, tested
@@ -138,7 +139,7 @@ def pick_seeds(path, limit: int | None, python_share: float) -> dict[str, tuple[
     """Which documents seed the run: {id: (rank, language)}, the top-scored ones, Python given `python_share`
     of the picks, the other languages their share of the pool. One pass keeping only (score, id,
     language) per document, so millions of candidates fit in memory."""
-    from prepare.docs import read_docs
+    from formats import read_docs
     meta, seen = [], set()
     for d in read_docs(path):
         if d["id"] in seen:
@@ -170,7 +171,7 @@ def pick_seeds(path, limit: int | None, python_share: float) -> dict[str, tuple[
 
 def iter_seeds(path, picked: dict):
     """The picked documents, streamed in file order (one document in memory at a time)."""
-    from prepare.docs import read_docs
+    from formats import read_docs
     seen = set()
     for d in read_docs(path):
         if d["id"] in picked and d["id"] not in seen:
@@ -251,7 +252,9 @@ def generate_one(client: Client, seed: dict, cfg: SynthConfig, fingerprint: str,
             errors.append(err[:300])
         else:
             choice = reply.data["choices"][0]
-            rec.update(status="ok", text=choice["message"]["content"] if cfg.chat else choice["text"],
+            text_out = choice["message"]["content"] if cfg.chat else choice["text"]
+            # a lone surrogate (a JSON escape of half a character) cannot be written as UTF-8
+            rec.update(status="ok", text=text_out.encode("utf-8", "replace").decode("utf-8"),
                        finish_reason=choice.get("finish_reason"), usage=reply.data.get("usage") or {},
                        seed_chars=len(text), attempts=attempts + reply.attempts, errors=errors + reply.errors,
                        seconds=round(time.time() - t0, 3))
@@ -294,40 +297,14 @@ def load_records(path: Path) -> list[dict]:
     return [r for _, r in iter_records(path)]
 
 
-class Appender:
-    """The output file, opened for appending under an exclusive lock that is taken FIRST: only
-    then is a torn last line (left by a run killed mid-write) cut off, so a second run can never
-    cut the record a live run is writing; it stops with a clear error instead. One os.write per
-    record on an O_APPEND descriptor: a record is on disk, whole, as soon as it is written."""
-
-    def __init__(self, path: Path):
-        import fcntl
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise SystemExit(f"synthesize.py: {path} is being written by another run (it holds the lock); "
-                             f"wait for it or stop it") from None
-        size = os.fstat(self.fd).st_size
-        end = size
-        while end > 0:  # the last newline, reading the tail backwards in blocks
-            step = min(end, 1 << 16)
-            j = os.pread(self.fd, step, end - step).rfind(b"\n")
-            if j >= 0:
-                end = end - step + j + 1
-                break
-            end -= step
-        if end != size:
-            print(f"synthesize.py: {path}: cutting a torn last line ({size - end} bytes)", file=sys.stderr)
-            os.ftruncate(self.fd, end)
-
-    def write(self, rec: dict):
-        os.write(self.fd, (json.dumps(rec) + "\n").encode())
-
-    def close(self):
-        os.close(self.fd)
+def open_output(out: Path):
+    """formats.AppendLog on the output: its lock first, then the torn-line repair (rows=False: the
+    records are read with iter_records, one at a time). A second run gets one clear line."""
+    log = AppendLog(out, rows=False)
+    try:
+        return log.__enter__()
+    except RuntimeError as e:
+        raise SystemExit(f"synthesize.py: {e}") from None
 
 
 def fit_seed_chars(ctx: int, cfg: SynthConfig) -> int:
@@ -343,7 +320,7 @@ def run_generation(seeds, out: Path, client: Client, cfg: SynthConfig, enc=None,
     not a list) not yet in `out`. Holds: the keys already in `out` and the requests in flight.
     Returns counts of this run."""
     fp = cfg.fingerprint()
-    app = Appender(out)  # the lock first, then the repair, then the keys already there
+    log = open_output(out)  # the lock first, then the repair, then the keys already there
     done = {r["key"]: r.get("status") for _, r in iter_records(out)}  # keys only: no texts
     skip = ("ok",) if retry_failed else ("ok", "failed")
     stats = {"seeds": len(seeds) if n_seeds is None else n_seeds, "already_done": 0, "ok": 0, "failed": 0,
@@ -379,7 +356,7 @@ def run_generation(seeds, out: Path, client: Client, cfg: SynthConfig, enc=None,
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
                 r = f.result()
-                app.write(r)
+                log.append([r])  # flushed and fsynced: on disk, whole, before the next one
                 stats[r["status"]] += 1
                 stats["retries"] += r["attempts"] - 1
                 stats["prompt_tokens"] += (r.get("usage") or {}).get("prompt_tokens", 0)
@@ -387,7 +364,7 @@ def run_generation(seeds, out: Path, client: Client, cfg: SynthConfig, enc=None,
                 bar.update(1)
                 bar.set_postfix(ok=stats["ok"], failed=stats["failed"], retries=stats["retries"])
     except KeyboardInterrupt:
-        # every finished record is already on disk (one os.write each): leave at once rather than
+        # every finished record is already on disk (fsynced one by one): leave at once rather than
         # wait up to --timeout for the requests in flight; a rerun picks up from here
         bar.close()
         print(f"\nsynthesize.py: interrupted after {stats['ok'] + stats['failed']} new records; "
@@ -395,7 +372,7 @@ def run_generation(seeds, out: Path, client: Client, cfg: SynthConfig, enc=None,
         os._exit(130)
     finally:
         bar.close()
-        app.close()
+        log.__exit__(None, None, None)
     ex.shutdown()
     stats["seconds"] = round(time.time() - t0, 3)
     return stats
@@ -555,7 +532,7 @@ def check_record(r: dict, cfg: SynthConfig, matcher) -> tuple[str | None, str | 
 
 def extract_task(k, n_tasks, out, work, cfg, decontaminate):
     from prepare.dedup import DedupConfig, content_hash, minhash_signatures, shingles
-    from prepare.docs import write_docs
+    from formats import write_docs
     out, work, dc = Path(out), Path(work), DedupConfig()
     last, bad = {}, Counter()
     for line, r in iter_records(out, bad, quiet=k != 0):  # task 0 names the bad lines, once
@@ -651,7 +628,7 @@ def clusters_task(_k, _n, extract_dir, pairs_dir, n_tasks):
 
 
 def write_task(k, n_tasks, work, out_dir):
-    from prepare.docs import part_name, read_docs, write_docs
+    from formats import part_name, read_docs, write_docs
     work, out_dir = Path(work), Path(out_dir)
     drop = np.load(work / f"drop-{k:05d}.npy")
     ex = json.loads((work / "extract" / f"stats-{k:05d}.json").read_text())
@@ -736,9 +713,7 @@ def write_postprocessed(out: Path, cfg: SynthConfig, decontaminate: bool = True,
         run_tasks(work / "clusters", 1, clusters_task, (ext, prs, tasks), task=0, workers=1,
                   name="synthesize/clusters", settings=settings, quiet=True)
     if gen_stats:
-        tmp = d / f"generation.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(gen_stats, indent=1))
-        os.replace(tmp, d / "generation.json")
+        write_json(d / "generation.json", gen_stats)
     return run_tasks(d, tasks, write_task, (str(work), str(d)), task=task, workers=workers, name="synthesize",
                      settings=settings, quiet=not progress)
 
@@ -979,7 +954,7 @@ def main(argv=None):
                 client.close()
         enc = None
         if args.tokenizer:
-            from prepare.tokenizer import load_tokenizer
+            from formats import load_tokenizer
             enc = load_tokenizer(args.tokenizer)
         picked = pick_seeds(args.seeds, args.limit, cfg.python_share)
         n_py = sum(lang == "Python" for _, lang in picked.values())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import synthesize as syn
-from prepare.docs import read_docs, write_docs
+from formats import AppendLog, read_docs, write_docs
 from conftest import stdlib_dir
 from test_client import LoopbackServer, misbehave
 
@@ -94,7 +94,8 @@ def test_torn_last_line_is_cut(tmp_path):
     out.write_text(json.dumps({"key": "a:1"}) + "\n" + json.dumps({"key": "b:1"}) + "\n" + '{"key": "c:1", "te')
     assert [r["key"] for r in syn.load_records(out)] == ["a:1", "b:1"]
     assert out.read_text().endswith('"te')  # reading never changes the file ...
-    syn.Appender(out).close()  # ... the repair happens under the writer's lock
+    with AppendLog(out, rows=False):  # ... the repair happens under the writer's lock
+        pass
     assert out.read_text().endswith("}\n") and [r["key"] for r in syn.load_records(out)] == ["a:1", "b:1"]
 
 
@@ -324,8 +325,9 @@ import sys, time
 sys.path.insert(0, sys.argv[2])
 import synthesize as syn
 from pathlib import Path
-app = syn.Appender(Path(sys.argv[1]))
-app.write({"key": "live:1", "status": "ok"})
+from formats import AppendLog
+log = AppendLog(Path(sys.argv[1]), rows=False).__enter__()
+log.append([{"key": "live:1", "status": "ok"}])
 print("locked", flush=True)
 time.sleep(60)
 """
@@ -349,12 +351,14 @@ def test_lock_is_taken_before_the_repair(tmp_path):
                                  "--api-base", "http://127.0.0.1:9/v1", "--model", "m", "--out", str(out),
                                  "--no-progress"], cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
         assert second.returncode != 0
-        assert f"{out} is being written by another run" in second.stderr
+        assert f"synthesize.py: {out} is in use by another process" in second.stderr
+        assert "Traceback" not in second.stderr
         assert out.read_bytes() == before  # the live record's bytes are intact
     finally:
         live.kill()
         live.wait(timeout=10)
-    syn.Appender(out).close()  # the writer is gone: now the torn line is cut
+    with AppendLog(out, rows=False):  # the writer is gone: now the torn line is cut
+        pass
     assert [r["key"] for r in syn.load_records(out)] == ["old:1", "live:1"] and out.read_bytes().endswith(b"\n")
 
 
