@@ -17,6 +17,7 @@ import fcntl
 import gzip
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -126,11 +127,42 @@ def _check_manifest(man: dict, where) -> None:
             raise ManifestError(f"{where}: shard {s['path']}: epochs must be >= 1")
 
 
-def write_manifest(out_dir, manifest: dict) -> Path:
-    """Validate and write OUT_DIR/manifest.json atomically (shard paths relative to OUT_DIR)."""
+def manifest_totals(shards: list) -> dict:
+    """The token counts a manifest states, computed from its shards: train tokens per language
+    (largest first) and per source, train and val totals."""
+    tpl, tps = {}, {}
+    for s in shards:
+        if s["split"] == "train":
+            tpl[s["language"]] = tpl.get(s["language"], 0) + int(s["tokens"])
+            tps[s["source"]] = tps.get(s["source"], 0) + int(s["tokens"])
+    return {"tokens_per_language": dict(sorted(tpl.items(), key=lambda kv: -kv[1])), "tokens_per_source": tps,
+            "tokens_train": sum(tpl.values()),
+            "tokens_val": sum(int(s["tokens"]) for s in shards if s["split"] == "val")}
+
+
+def write_manifest(out_dir, manifest: dict, tokenizer=None) -> Path:
+    """Validate and write OUT_DIR/manifest.json atomically (shard paths relative to OUT_DIR).
+    tokenizer: a rank file copied to OUT_DIR/tokenizer.tiktoken and named in the manifest, so a
+    shard dir is self-contained. Totals the manifest states must agree with its shards."""
+    out_dir = Path(out_dir)
     man = {"format": MANIFEST_FORMAT, "dtype": "uint16", **manifest}
-    path = Path(out_dir) / MANIFEST_NAME
+    path = out_dir / MANIFEST_NAME
     _check_manifest(man, path)
+    for i, sh in enumerate(man["shards"]):  # what the totals are taken over; readers may do without
+        missing = [k for k in ("split", "language", "source") if k not in sh]
+        if missing:
+            raise ManifestError(f"{path}: shard {i} lacks {', '.join(missing)}")
+    for k, v in manifest_totals(man["shards"]).items():
+        if k in man and man[k] != v:
+            raise ManifestError(f"{path}: {k}={man[k]!r} disagrees with the shards ({v!r})")
+    if tokenizer is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / TOKENIZER_FILE
+        if Path(tokenizer).resolve() != dest.resolve():
+            tmp = _tmp(dest)
+            shutil.copyfile(tokenizer, tmp)
+            os.replace(tmp, dest)
+        man["tokenizer"] = TOKENIZER_FILE
     return write_json(path, man)
 
 

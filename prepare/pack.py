@@ -38,7 +38,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from formats import read_docs, write_docs
+import formats
+from formats import manifest_totals, write_docs
 from prepare.pipeline import add_task_args, is_done, require_done, run_tasks
 from formats import load_tokenizer
 
@@ -346,23 +346,12 @@ def write_manifest(out_dir, in_dir, tok_path, n_tasks, cfg: PackConfig, stats: d
     for k in range(n_tasks):
         shards += json.loads((out_dir / f"shards-{k:05d}.json").read_text())
     shards.sort(key=lambda s: (s["split"] != "train", s["language"], s["path"]))
-    tpl, tps = {}, {}
-    for s in shards:
-        if s["split"] == "train":
-            tpl[s["language"]] = tpl.get(s["language"], 0) + s["tokens"]
-            tps[s["source"]] = tps.get(s["source"], 0) + s["tokens"]
-    if Path(tok_path).resolve() != (out_dir / "tokenizer.tiktoken").resolve():
-        shutil.copyfile(tok_path, out_dir / "tokenizer.tiktoken")
-    man = {"format": "snowcoder-shards-v1", "dtype": "uint16", "vocab_size": enc.n_vocab, "eot_id": enc.eot_token,
-           "tokenizer": "tokenizer.tiktoken", "shards": shards,
-           "tokens_per_language": dict(sorted(tpl.items(), key=lambda kv: -kv[1])), "tokens_per_source": tps,
-           "tokens_train": sum(tpl.values()), "tokens_val": sum(s["tokens"] for s in shards if s["split"] == "val"),
+    man = {"vocab_size": enc.n_vocab, "eot_id": enc.eot_token, "shards": shards, **manifest_totals(shards),
            "documents": stats["docs_out"], "sequences": stats["sequences"],
            "documents_dir": str(Path(in_dir).resolve()), "settings": dict(asdict(cfg), n_tasks=n_tasks),
            "code_version": code_version()}
-    tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(man, indent=1))
-    os.replace(tmp, out_dir / "manifest.json")
+    # read back: the caller gets what is on disk (format, tokenizer name), e.g. phase2 adds to it
+    man = json.loads(formats.write_manifest(out_dir, man, tokenizer=tok_path).read_text())
     print(f"pack: {man['tokens_train']:,} train + {man['tokens_val']:,} val tokens in {len(shards)} shards; "
           f"per language: " + ", ".join(f"{l} {t:,}" for l, t in man["tokens_per_language"].items()), flush=True)
     return man

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from formats import doc_files, read_docs, write_docs
+from formats import doc_files, read_docs, write_docs, write_manifest
 from prepare.pack import stable_u64
 from prepare.pipeline import add_task_args, check_settings, run_tasks
 from formats import load_tokenizer
@@ -352,9 +352,7 @@ def run(docs_path, scores_paths, tok_path, out_dir, cfg: Phase2Config = Phase2Co
                          "scores_dir": dict(arms)[a] and str(Path(dict(arms)[a]).resolve()),
                          "reference_arm": arms[0][0], "selected_dir": str((dirs[a] / "selected").resolve())}
         man["settings"] = dict(man["settings"], epochs=cfg.epochs, budget_tokens=budget)
-        tmp = dirs[a] / "manifest.json.tmp"
-        tmp.write_text(json.dumps(man, indent=1))
-        os.replace(tmp, dirs[a] / "manifest.json")
+        write_manifest(dirs[a], man)
         stats = {"arm": a, "budget_tokens": budget, "selected_tokens": sel_tokens, "selected_docs": sel_docs,
                  "corpus_tokens": total, "corpus_docs": sum(v["docs"] for v in info.values()),
                  "languages": {l: {k: v for k, v in d.items() if k not in ("hist", "cut")} for l, d in info.items()}}

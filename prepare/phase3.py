@@ -28,9 +28,7 @@ and its pass). The shard dirs are prefixed so that synthesize.py's accepted-file
 (DIR/synthetic/ when its output is DIR/synthetic.jsonl) is never overwritten.
 """
 import argparse
-import gzip
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from formats import is_docs_path, read_docs
+from formats import is_docs_path, manifest_totals, read_docs, write_docs, write_manifest
 from prepare.pack import PackConfig, ShardWriter, code_version, sequence_segments, stable_u64, val_repos
 from formats import load_tokenizer
 
@@ -264,30 +262,16 @@ def build(synthetic, phase2, tok_path, out_dir, cfg: Phase3Config, progress: boo
         for s in w.shards:
             shards.append({**s, "path": f"shards-{name}/{s['path']}", "source": name})
     shards.sort(key=lambda s: (s["split"] != "train", s["source"], s["language"], s["path"]))
-    tpl, tps = {}, {}
-    for s in shards:
-        if s["split"] == "train":
-            tpl[s["language"]] = tpl.get(s["language"], 0) + s["tokens"]
-            tps[s["source"]] = tps.get(s["source"], 0) + s["tokens"]
-    train = sum(tpl.values())
+    totals = manifest_totals(shards)
+    tpl, tps, train = totals["tokens_per_language"], totals["tokens_per_source"], totals["tokens_train"]
     py_share = tpl.get("Python", 0) / max(1, train)
-    with gzip.open(out_dir / "sequences-00000.jsonl.gz.tmp", "wt", encoding="utf-8") as f:
-        for r in index:
-            f.write(json.dumps(r) + "\n")
-    os.replace(out_dir / "sequences-00000.jsonl.gz.tmp", out_dir / "sequences-00000.jsonl.gz")
-    if Path(tok_path).resolve() != (out_dir / "tokenizer.tiktoken").resolve():
-        shutil.copyfile(tok_path, out_dir / "tokenizer.tiktoken")
-    man = {"format": "snowcoder-shards-v1", "dtype": "uint16", "vocab_size": enc.n_vocab, "eot_id": enc.eot_token,
-           "tokenizer": "tokenizer.tiktoken", "shards": shards,
-           "tokens_per_language": dict(sorted(tpl.items(), key=lambda kv: -kv[1])), "tokens_per_source": tps,
-           "tokens_train": train, "tokens_val": sum(s["tokens"] for s in shards if s["split"] == "val"),
+    write_docs(out_dir / "sequences-00000.jsonl.gz", index)  # deterministic gzip, atomic (as pack)
+    man = {"vocab_size": enc.n_vocab, "eot_id": enc.eot_token, "shards": shards, **totals,
            "python_share": round(py_share, 6),
            "documents": len({i for r in index for i in r["ids"]}), "sequences": len(index),
            "documents_dir": str(syn_path.resolve()), "phase2_documents_dir": str(p2_path.resolve()),
            "fill": report, "settings": asdict(cfg), "code_version": code_version()}
-    tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(man, indent=1))
-    os.replace(tmp, out_dir / "manifest.json")
+    man = json.loads(write_manifest(out_dir, man, tokenizer=tok_path).read_text())
     print(f"phase3: {train:,} train tokens (budget {B:,}), Python {py_share:.1%}, "
           + ", ".join(f"{k} {v:,}" for k, v in tps.items()) + f"; {man['tokens_val']:,} val tokens", flush=True)
     for k, r in report.items():

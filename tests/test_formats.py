@@ -31,18 +31,28 @@ def test_manifest_write_read_and_errors(tmp_path):
     arr = np.arange(10, dtype=np.uint16)
     arr.tofile(tmp_path / "train-Python-00000.bin")
     (tmp_path / F.TOKENIZER_FILE).write_text("")
-    F.write_manifest(tmp_path, {"shards": [{"path": "train-Python-00000.bin", "split": "train", "tokens": 10}],
-                                "tokenizer": F.TOKENIZER_FILE, "vocab_size": 300})
+    (tmp_path / "rank-file").write_text("AA== 0\n")
+    shard = {"path": "train-Python-00000.bin", "split": "train", "language": "Python", "source": "phase1", "tokens": 10}
+    val = dict(shard, path="val-Python-00000.bin", split="val", tokens=0)
+    (tmp_path / val["path"]).write_bytes(b"")
+    F.write_manifest(tmp_path, {"shards": [shard, val], "vocab_size": 300, **F.manifest_totals([shard, val])},
+                     tokenizer=tmp_path / "rank-file")
+    assert (tmp_path / F.TOKENIZER_FILE).read_text() == "AA== 0\n"  # copied beside the shards
     man = F.read_manifest(tmp_path)
     assert man["format"] == F.MANIFEST_FORMAT and man["shards"][0]["path"] == str(tmp_path / "train-Python-00000.bin")
     assert man["tokenizer"] == str(tmp_path / F.TOKENIZER_FILE) and man["path"].endswith("manifest.json")
+    assert (man["tokens_train"], man["tokens_val"], man["tokens_per_source"]) == (10, 0, {"phase1": 10})
+    with pytest.raises(F.ManifestError, match="tokens_train=11 disagrees with the shards"):
+        F.write_manifest(tmp_path, {"shards": [shard], "tokens_train": 11})
+    with pytest.raises(F.ManifestError, match="shard 0 lacks language, source"):
+        F.write_manifest(tmp_path, {"shards": [{"path": "x.bin", "tokens": 1, "split": "train"}]})
     bad = json.loads((tmp_path / "manifest.json").read_text())
     bad["shards"][0]["tokens"] = 11
     (tmp_path / "manifest.json").write_text(json.dumps(bad))
     with pytest.raises(F.ManifestError, match="20 bytes, but .* says 11 uint16 tokens"):
         F.read_manifest(tmp_path)
     with pytest.raises(F.ManifestError, match="split 'dev'"):
-        F.write_manifest(tmp_path, {"shards": [{"path": "x.bin", "tokens": 1, "split": "dev"}]})
+        F.write_manifest(tmp_path, {"shards": [dict(shard, split="dev")]})
     with pytest.raises(F.ManifestError, match="no manifest at"):
         F.read_manifest(tmp_path / "nowhere")
     (tmp_path / "manifest.json").write_text("{")
