@@ -24,7 +24,6 @@ A stage that finished leaves a marker in OUT/.done/; a rerun skips it, and the s
 stage resume on their own, so a killed speedrun continues where it stopped.
 """
 import argparse
-import gzip
 import json
 import os
 import socket
@@ -34,6 +33,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from formats import MANIFEST_NAME, TOKENIZER_FILE, iter_jsonl, read_jsonl, read_manifest
 
 ROOT = Path(__file__).resolve().parent
 PY = sys.executable
@@ -134,17 +135,6 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180.0):
 # -----------------------------------------------------------------------------
 # the report: the paper's table, loss curves, score histogram, data funnel
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a torn last line of a killed run
-    return rows
-
-
 PHASE1_STEPS = ("ingest", "filter", "dedup", "decontaminate")  # prepare/phase1.py's order
 
 
@@ -207,9 +197,7 @@ def write_report(out: Path, timings: dict) -> Path:
     # annotator scores
     scores = []
     for f in sorted((D / "scores").glob("part-*.jsonl*")):
-        opener = gzip.open if f.suffix == ".gz" else open
-        with opener(f, "rt") as fh:
-            scores += [json.loads(line)["score"] for line in fh if line.strip()]
+        scores += [r["score"] for r in iter_jsonl(f)]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(scores, bins=40)
     ax.set_xlabel("annotator score (mean over windows)"); ax.set_ylabel("documents")
@@ -229,7 +217,7 @@ def write_report(out: Path, timings: dict) -> Path:
             a.tick_params(axis="x", rotation=30)
         fig.tight_layout(); fig.savefig(fig_dir / "funnel.png", dpi=110); plt.close(fig)
 
-    man1 = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
+    man1 = read_manifest(D / "p1" / "shards")
     lines += ["## Data funnel (phase 1)", "", "| step | documents | MB |", "|---|---|---|"]
     lines += [f"| {n} | {d:,} | {b / 1e6:.2f} |" for n, d, b in rows]
     lines += ["", f"Packed into {man1.get('tokens_train', 0):,} train + {man1.get('tokens_val', 0):,} val tokens "
@@ -253,9 +241,8 @@ def write_report(out: Path, timings: dict) -> Path:
                   f"{st.get('accepted', 0)} files accepted ({st.get('accepted_chars', 0):,} chars; "
                   f"per language {st.get('accepted_per_language', {})}); rejected/other: {reasons}. "
                   "A toy model writes little that compiles: real runs use Llama-3.1-70B-Instruct.", ""]
-    man3 = D / "p3" / "manifest.json"
-    if man3.exists():
-        m = json.loads(man3.read_text())
+    if (D / "p3" / MANIFEST_NAME).exists():
+        m = read_manifest(D / "p3")
         lines += [f"Phase-3 mix: {m.get('tokens_train', 0):,} tokens by source {m.get('tokens_per_source', {})}, "
                   f"Python share {m.get('python_share', 0):.1%}.", ""]
     lines += ["## Stage times (s)", "", "| stage | seconds |", "|---|---|"]
@@ -286,12 +273,11 @@ def main(argv=None):
     (out / "sizes.json").write_text(json.dumps(sz.__dict__, indent=1))
     print(f"speedrun: {out}  sizes: {sz}")
     timings: dict = {}
-    tok = D / "p1" / "tokenizer.tiktoken"
+    tok = D / "p1" / TOKENIZER_FILE
     env = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "PYTHONUNBUFFERED": "1"}
 
     def docs_dir() -> Path:
-        man = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
-        d = Path(man["documents_dir"])
+        d = Path(read_manifest(D / "p1" / "shards")["documents_dir"])
         return d if d.is_absolute() else (D / "p1" / "shards" / d).resolve()
 
     def train(phase: int, data: Path, iters: int, init_from: Path | None):
@@ -317,8 +303,7 @@ def main(argv=None):
     stage(out, "annotator", annotator, timings)
 
     def phase2_data():
-        man = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
-        budget = int(sum(man["tokens_per_language"].values()) * sz.p2_fraction)
+        budget = int(read_manifest(D / "p1" / "shards")["tokens_train"] * sz.p2_fraction)
         run([PY, "-m", "prepare.phase2", "--docs", docs_dir(), "--scores", D / "scores", "--tokenizer", tok,
              "--budget-tokens", budget, "--out", D / "p2"], L / "phase2_data.log", env)
     stage(out, "phase2_data", phase2_data, timings)
@@ -347,8 +332,7 @@ def main(argv=None):
     stage(out, "synthesis", synthesis, timings)
 
     def phase3_data():
-        man = json.loads((D / "p2" / "manifest.json").read_text())
-        budget = int(sum(s["tokens"] for s in man["shards"] if s.get("split", "train") == "train"))
+        budget = read_manifest(D / "p2")["tokens_train"]
         run([PY, "-m", "prepare.phase3", "--synthetic", D / "p3" / "synthetic.jsonl", "--phase2", D / "p2",
              "--tokenizer", tok, "--budget-tokens", budget, "--out", D / "p3"], L / "phase3_data.log", env)
     stage(out, "phase3_data", phase3_data, timings)
