@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -331,15 +332,30 @@ def load_safetensors(path) -> dict:
 # -----------------------------------------------------------------------------
 # JSONL files, and the append-only logs a run resumes from (samples, verdicts, synthesis, train log)
 
+def _whole_row(line: bytes):
+    """A line's row if it is one complete JSON object, else None."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def iter_jsonl(path) -> Iterator[dict]:
-    """Rows of a JSONL file (.gz too). A last line without its newline is a writer killed mid-line:
-    skipped (AppendLog repairs it under its lock). Any other bad line: one "file:line: problem"."""
+    """Rows of a JSONL file (.gz too). A last line without its newline is either a whole row (a file
+    written elsewhere without the final newline: kept) or a writer killed mid-line: skipped with a
+    note on stderr (AppendLog repairs it under its lock). Any other bad line: one "file:line: problem"."""
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as f:
         for i, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
-                return  # torn last line
+                row = _whole_row(line) if line.strip() else None
+                if row is not None:
+                    yield row
+                elif line.strip():
+                    print(f"{path}:{i}: skipping a torn last line ({len(line)} bytes)", file=sys.stderr)
+                return
             if not line.strip():
                 continue
             try:
@@ -389,7 +405,12 @@ class AppendLog:
                         break
                     end = max(0, end - 65536)
                 if end != size:
-                    f.truncate(end)
+                    f.seek(end)
+                    if _whole_row(f.read(size - end)) is not None:
+                        f.write(b"\n")  # a whole row that only lacks its newline: kept
+                    else:
+                        f.truncate(end)
+                        print(f"{self.path}: cut a torn last line ({size - end} bytes)", file=sys.stderr)
             if self.read_rows:
                 self.rows = read_jsonl(self.path)
         self._f = open(self.path, "a", encoding="utf-8")

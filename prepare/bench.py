@@ -37,7 +37,7 @@ from pathlib import Path
 
 from prepare import dedup, decontaminate, filter as filt, ingest, pack
 from formats import read_docs
-from formats import SPECIAL_TOKENS, SPLIT_PATTERN, load_tokenizer, save_tokenizer
+from formats import SPECIAL_TOKENS, SPLIT_PATTERN, TOKENIZER_FILE, load_tokenizer, save_tokenizer
 from prepare.tokenizer import train_bpe
 
 
@@ -165,7 +165,7 @@ def scale_bench(a):
     for name in ("HumanEval.jsonl.gz", "mbpp.jsonl.gz", "gsm8k-test.jsonl.gz"):
         if not (bench / name).exists():
             (bench / name).symlink_to(bench_src / name)
-    tok = work / "tokenizer.tiktoken"
+    tok = work / TOKENIZER_FILE
     if not tok.exists():
         save_tokenizer(train_bpe([f.read_text(encoding="utf-8", errors="replace") for f in python_files(2)], 2048), tok)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
@@ -274,7 +274,7 @@ def main(argv=None):
 
     # --- tokenizer training: ours vs Hugging Face tokenizers, same data and vocabulary
     ranks, t_ours = timed(lambda: train_bpe(texts, a.vocab_size, workers=cpus))
-    tok = work / "tokenizer.tiktoken"
+    tok = work / TOKENIZER_FILE
     save_tokenizer(ranks, tok)
     enc = load_tokenizer(tok)
     rows.append(("tokenizer training (ours)", mb_docs, t_ours))

@@ -32,7 +32,7 @@ from prepare import dedup, decontaminate, filter as filt, ingest, pack
 from formats import part_name, write_docs
 from prepare.pack import stable_u64
 from prepare.pipeline import add_task_args, run_tasks, task_docs
-from formats import load_tokenizer, save_tokenizer
+from formats import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 from prepare.tokenizer import iter_texts, train_bpe
 
 
@@ -95,7 +95,7 @@ def main(argv=None):
     step(decontaminate.run(out / "dedup", out / "decontaminate", bench_dir=a.benchmarks, **common))
     docs_dir = out / "decontaminate"
 
-    tok = Path(a.tokenizer) if a.tokenizer else out / "tokenizer.tiktoken"
+    tok = Path(a.tokenizer) if a.tokenizer else out / TOKENIZER_FILE
     if a.tokenizer is None and not tok.exists():
         sample = tokenizer_sample(docs_dir, out / "tokenizer_sample", a.tokenizer_mb, a.seed, **common)
         step(sample)

@@ -139,3 +139,13 @@ def test_append_log_repair_scans_back_over_blocks(tmp_path):
     p.write_text('{"no newline at all"')
     with F.AppendLog(p) as log:
         assert log.rows == [] and p.read_bytes() == b""
+
+
+def test_jsonl_whole_last_row_without_newline_is_kept(tmp_path):
+    p = tmp_path / "upstream.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2}')  # written elsewhere, no final newline: not torn
+    assert F.read_jsonl(p) == [{"a": 1}, {"a": 2}]
+    with F.AppendLog(p) as log:
+        assert log.rows == [{"a": 1}, {"a": 2}]
+        log.append([{"a": 3}])
+    assert p.read_text() == '{"a": 1}\n{"a": 2}\n{"a": 3}\n'
