@@ -33,7 +33,6 @@ computed for every i at once from prefix sums (R odd, so R^-i exists mod 2^64): 
 per run length, whatever L is.
 """
 import argparse
-import gzip
 import json
 import os
 import re
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from formats import benchmark_dirs, part_name, write_docs
+from formats import benchmark_dirs, iter_jsonl, part_name, write_docs
 from prepare.pipeline import add_task_args, done_marker, require_done, run_tasks, selected_tasks, task_docs
 
 
@@ -171,10 +170,7 @@ def benchmark_records(bench_dir=None) -> list[tuple[str, dict]]:
     for f in sorted(bench_dir.iterdir()):
         if f.name in used or not f.name.endswith((".jsonl", ".jsonl.gz")):
             continue
-        opener = gzip.open if f.name.endswith(".gz") else open
-        name = f.name.split(".jsonl")[0]
-        with opener(f, "rt", encoding="utf-8") as fh:
-            out += [(name, json.loads(line)) for line in fh if line.strip()]
+        out += [(f.name.split(".jsonl")[0], r) for r in iter_jsonl(f)]
     if not out:
         raise SystemExit(f"decontaminate: no benchmark files (*.jsonl.gz) in {bench_dir}")
     return out
