@@ -58,7 +58,9 @@ RoPE, so attention does not care in which column a key sits, only whether the ro
 it. All running rows write their step's key at one shared column (the clock), which is what
 model.Block's cache interface (one write offset for the batch) supports; a new row's prompt is
 written just left of the clock. When the clock reaches the capacity, every row's keys are packed to
-the right of column 0 again (compact()), so capacity = context + a margin bounds the memory.
+the right of column 0 again (compact(), also when the clock has run far past the longest running
+row, since every row attends over all columns left of it), so capacity = context + a margin bounds
+the memory.
 Memory: the weights, plus the KV cache allocated once at start: 2 x n_layer x slots x n_kv_head x
 capacity x head_dim values (--max-batch sets the slots); a request holds only its own rows.
 """
@@ -172,7 +174,7 @@ def load_checkpoint(ckpt, device: str | None = None, backend: str | None = None,
     try:
         from formats import TOKENIZER_FILE, load_tokenizer
     except ImportError:  # TODO(server): remove once formats.py (issue 11) has landed
-        from prepare.tokenizer import load_tokenizer
+        from formats import load_tokenizer
         TOKENIZER_FILE = "tokenizer.tiktoken"
     from model import Transformer
     ckpt = Path(ckpt)
@@ -245,6 +247,7 @@ class Engine:
         self.max_len = min(max_len or ck.block_size, ck.block_size)
         # room left of column max_len before a compaction: a quarter of the context
         self.cap = self.max_len + max(16, self.max_len // 4)
+        self.slack = max(16, self.max_len // 8)  # compact when the clock is this far past the longest row
         self.S = slots
         self.caches = [(torch.zeros(slots, cfg.n_kv_head, self.cap, cfg.head_dim, device=self.device, dtype=self.dtype),
                         torch.zeros(slots, cfg.n_kv_head, self.cap, cfg.head_dim, device=self.device, dtype=self.dtype))
@@ -392,9 +395,11 @@ class Engine:
 
     def _decode(self):
         import torch
-        if self.clock >= self.cap:
-            self.compact()
         live = [s for s, r in enumerate(self.rows) if r is not None]
+        # every row attends over all columns left of the clock: when the longest row has ended the
+        # clock runs far ahead of what any row needs, and packing the keys costs about one step
+        if self.clock >= self.cap or self.clock > max(self.rows[s].pos for s in live) + self.slack:
+            self.compact()
         lo, hi = live[0], live[-1] + 1
         rows = self.rows[lo:hi]
         c = self.clock
@@ -416,7 +421,7 @@ class Engine:
 
     def compact(self):
         """Pack every running row's keys into columns [C - n_row, C), C = the longest row, and
-        move the clock back to C. Runs when the clock reaches the capacity."""
+        move the clock back to C. Runs when the clock reaches the capacity or runs too far ahead."""
         live = [s for s, r in enumerate(self.rows) if r is not None and self.valid[s].any()]
         n = {s: int(self.valid[s].sum()) for s in live}
         C = max(n.values(), default=0)
