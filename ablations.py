@@ -25,8 +25,7 @@ import json
 import statistics
 from pathlib import Path
 
-from formats import read_jsonl
-from speedrun import PY, run, stage
+from speedrun import PY, run, stage, tokens_per_step
 from train import load_config
 
 # the paper's numbers (DESIGN.md section 5): HumanEval (+) / MBPP (+) / EvoEval, pass@1 in percent
@@ -52,13 +51,6 @@ FINDINGS = {"t3": [("by language, then repository", "by repository")],
 LOSS_TASKS = "humaneval+,mbpp+,evoeval"  # the benchmarks of the paper's ablation tables
 
 
-def tokens_per_step(run_dir: Path) -> int:
-    """Tokens per optimizer step of a finished training run, from its log (phase 2's batch equals
-    phase 1's in the speedrun's configs)."""
-    last = [r for r in read_jsonl(run_dir / "log.jsonl") if "tokens" in r and "iter" in r][-1]
-    return round(last["tokens"] / (last["iter"] + 1))
-
-
 def arms(tables, p1_min_lr):
     """(table, arm, data recipe, train overrides, kind) for every arm; kind 'cpt' continues from the
     phase-1 export, 'p1' trains phase 1 from scratch, 'base' is the phase-1 export itself."""
@@ -70,15 +62,15 @@ def arms(tables, p1_min_lr):
     if "4" in tables:
         out += [("t4", "phase-1 model", None, None, "base"),
                 ("t4", "random", ("select", "random", 4), rewarm, "cpt"),
-                ("t4", "annotator", ("select", "score", 4), rewarm, "cpt")]
+                ("t4", "annotator", ("select", "top", 4), rewarm, "cpt")]
     if "5" in tables:
-        out += [("t5", "linear MIN_LR -> 0", ("select", "score", 4),
+        out += [("t5", "linear MIN_LR -> 0", ("select", "top", 4),
                  {"lr": p1_min_lr, "min_lr": 0.0, "warmup_iters": 0, "lr_schedule": "linear"}, "cpt"),
-                ("t5", "constant MIN_LR", ("select", "score", 4),
+                ("t5", "constant MIN_LR", ("select", "top", 4),
                  {"lr": p1_min_lr, "min_lr": p1_min_lr, "warmup_iters": 0, "lr_schedule": "linear"}, "cpt"),
-                ("t5", "re-warmup 0 -> MAX_LR -> 0", ("select", "score", 4), rewarm, "cpt")]
+                ("t5", "re-warmup 0 -> MAX_LR -> 0", ("select", "top", 4), rewarm, "cpt")]
     if "6" in tables:
-        out += [("t6", f"{k}x", ("select", "score", k), rewarm, "cpt") for k in (1, 2, 3, 4, 5)]
+        out += [("t6", f"{k}x", ("select", "top", k), rewarm, "cpt") for k in (1, 2, 3, 4, 5)]
     return out
 
 
@@ -108,13 +100,15 @@ def run_ablations(out: Path, sz, tables: str = "3,4,5,6", seeds: int = 2, timing
                                           "--group", "repo", "--tasks", sz.tasks], L / f"{d.name}.log", env), timings)
             return d
         _, how, k = recipe
-        name = f"select-{how}-{k}x" + (f"-s{seed}" if how == "random" else "")
+        # one phase2 run per (repetition, seed) makes both arms: the annotator's top tokens and the
+        # random control at exactly the annotator arm's tokens per language
+        name = f"select-{k}x-s{seed}"
         d = A / "data" / name
-        budget = total // k
-        cmd = [PY, "-m", "prepare.phase2", "--docs", docs, "--scores", D / "scores", "--tokenizer", tok,
-               "--budget-tokens", budget, "--epochs", k, "--select", how, "--seed", seed, "--out", d]
+        cmd = [PY, "-m", "prepare.phase2", "--docs", docs, "--scores", D / "scores" / "annotator", "--select", "all",
+               "--tokenizer", tok, "--budget-tokens", total // k, "--epochs", k, "--seed", seed,
+               "--tasks", sz.tasks, "--out", d]
         stage(A, name, lambda: run(cmd, L / f"{name}.log", env), timings)
-        return d
+        return d / ("random" if how == "random" else "annotator")
 
     def train_arm(kind, recipe, overrides, seed) -> Path:
         """Train one arm (once: arms of different tables with the same data, schedule and seed, like

@@ -48,7 +48,7 @@ class Sizes:
     p1_iters: int = 300           # phase-1 optimizer steps
     p2_iters: int = 150
     p3_iters: int = 100
-    p2_fraction: float = 0.25     # phase-2 unique tokens as a share of phase 1's (paper: 12.5B of 400B, 3%)
+    p2_epochs: int = 4            # phase 2 sees its unique tokens this often: budget = p2 tokens / 4 (the paper)
     n_seeds: int = 48             # synthesis requests
     synth_max_tokens: int = 256
     eval_limit: int = 20          # tasks per benchmark
@@ -56,14 +56,16 @@ class Sizes:
     max_positives: int = 300      # stand-in positives for the annotator (the paper: 300k)
     auc_limit: int = 50           # benchmark solutions per benchmark in the alignment check
     tasks: int = 2                # parallel tasks per data step
+    heldout_tokens: int = 20000   # held-out tokens per language for bits per byte (eval/loss.py)
+    loss_limit: int = 0           # tasks per benchmark for bits per byte (0 = all; else labelled a subset)
 
 
 def sizes_for(scale: float, quick: bool) -> Sizes:
     s = Sizes()
     if quick:
-        s = Sizes(max_mb=4.0, vocab_size=1024, p1_iters=30, p2_iters=15, p3_iters=10, p2_fraction=0.3,
+        s = Sizes(max_mb=4.0, vocab_size=1024, p1_iters=30, p2_iters=15, p3_iters=10,
                   n_seeds=6, synth_max_tokens=48, eval_limit=3, score_window=64, max_positives=64,
-                  auc_limit=10, tasks=2)
+                  auc_limit=10, tasks=2, heldout_tokens=2000, loss_limit=8)
     s.max_mb *= scale
     s.p1_iters = int(s.p1_iters * scale)
     s.p2_iters = int(s.p2_iters * scale)
@@ -256,12 +258,22 @@ def write_report(out: Path, timings: dict) -> Path:
 # -----------------------------------------------------------------------------
 # the recipe
 
+# the checkpoints the report compares: (run name, row label); p2_random is the paper's Table 4 control
+ARMS = [("p1", "after phase 1"), ("p2_random", "phase 2, random tokens (control)"),
+        ("p2", "after phase 2 (annotator)"), ("p3", "after phase 3")]
+LOSS_TASKS = "humaneval+,mbpp+,bigcodebench,evoeval"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/speedrun", help="everything goes here (default: runs/speedrun)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply data size and training steps")
     ap.add_argument("--quick", action="store_true", help="the smallest run that exercises every stage")
     ap.add_argument("--fresh", action="store_true", help="refuse to reuse an existing --out")
+    ap.add_argument("--ablations", action="store_true",
+                    help="phase 1 + annotator, then the paper's Tables 3-6 (ablations.py) into OUT/ablations.md")
+    ap.add_argument("--tables", default="3,4,5,6", help="with --ablations: which tables")
+    ap.add_argument("--seeds", type=int, default=2, help="with --ablations: seeds per arm")
     args = ap.parse_args(argv)
 
     out = (ROOT / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
@@ -275,17 +287,19 @@ def main(argv=None):
     timings: dict = {}
     tok = D / "p1" / TOKENIZER_FILE
     env = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "PYTHONUNBUFFERED": "1"}
+    P2, P2R = D / "p2arms" / "annotator", D / "p2arms" / "random"  # prepare.phase2 --select all: one dir per arm
 
     def docs_dir() -> Path:
         d = Path(read_manifest(D / "p1" / "shards")["documents_dir"])
         return d if d.is_absolute() else (D / "p1" / "shards" / d).resolve()
 
-    def train(phase: int, data: Path, iters: int, init_from: Path | None):
+    def train(phase: int, data: Path, iters: int, init_from: Path | None, name: str | None = None):
+        name = name or f"p{phase}"
         cmd = [PY, "train.py", f"configs/cpu_phase{phase}.py", f"--data_dir={data}",
-               f"--out_dir={R / f'p{phase}'}", f"--max_iters={iters}"]  # wandb: offline, in out_dir
+               f"--out_dir={R / name}", f"--max_iters={iters}"]  # wandb: offline, in out_dir
         if init_from is not None:
             cmd.append(f"--init_from={init_from}")
-        run(cmd, L / f"train_p{phase}.log", env)
+        run(cmd, L / f"train_{name}.log", env)
 
     stage(out, "phase1_data", lambda: run(
         [PY, "-m", "prepare.phase1", "--out", D / "p1", "--vocab-size", sz.vocab_size,
@@ -296,18 +310,27 @@ def main(argv=None):
         # the paper's window is 512 tokens; 128 keeps scoring on a CPU to about a minute
         run([PY, "annotate.py", "train", "--docs", docs_dir(), "--out", R / "annotator",
              "--window", sz.score_window, "--max-positives", sz.max_positives], L / "annotate.log", env)
-        run([PY, "annotate.py", "score", "--model", R / "annotator", "--docs", docs_dir(), "--out", D / "scores",
-             "--tasks", sz.tasks], L / "annotate.log", env)
+        run([PY, "annotate.py", "score", "--model", R / "annotator", "--docs", docs_dir(),
+             "--out", D / "scores" / "annotator", "--tasks", sz.tasks], L / "annotate.log", env)
         run([PY, "annotate.py", "auc", "--model", R / "annotator", "--docs", docs_dir(),
              "--limit", sz.auc_limit], L / "annotate.log", env)
     stage(out, "annotator", annotator, timings)
 
+    if args.ablations:
+        from ablations import run_ablations
+        path = run_ablations(out, sz, args.tables, args.seeds, timings)
+        print(f"speedrun: ablations done in {sum(timings.values()) / 60:.1f} min; report: {path}")
+        return
+
     def phase2_data():
-        budget = int(read_manifest(D / "p1" / "shards")["tokens_train"] * sz.p2_fraction)
-        run([PY, "-m", "prepare.phase2", "--docs", docs_dir(), "--scores", D / "scores", "--tokenizer", tok,
-             "--budget-tokens", budget, "--out", D / "p2"], L / "phase2_data.log", env)
+        # phase 2 trains p2_iters steps; its unique budget is a quarter of that, so it sees it 4x
+        budget = sz.p2_iters * tokens_per_step(R / "p1") // sz.p2_epochs
+        run([PY, "-m", "prepare.phase2", "--docs", docs_dir(), "--scores", D / "scores" / "annotator",
+             "--select", "all", "--tokenizer", tok, "--budget-tokens", budget, "--epochs", sz.p2_epochs,
+             "--tasks", sz.tasks, "--out", D / "p2arms"], L / "phase2_data.log", env)
     stage(out, "phase2_data", phase2_data, timings)
-    stage(out, "phase2_train", lambda: train(2, D / "p2", sz.p2_iters, R / "p1" / "export"), timings)
+    stage(out, "phase2_train", lambda: train(2, P2, sz.p2_iters, R / "p1" / "export"), timings)
+    stage(out, "phase2_random_train", lambda: train(2, P2R, sz.p2_iters, R / "p1" / "export", "p2_random"), timings)
 
     def synthesis():
         port = free_port()
@@ -320,7 +343,7 @@ def main(argv=None):
         try:
             models = wait_http(f"http://127.0.0.1:{port}/v1/models", server)
             name = models["data"][0]["id"]
-            run([PY, "synthesize.py", "--seeds", D / "p2" / "selected", "--api-base", f"http://127.0.0.1:{port}/v1",
+            run([PY, "synthesize.py", "--seeds", P2 / "selected", "--api-base", f"http://127.0.0.1:{port}/v1",
                  "--model", name, "--out", D / "p3" / "synthetic.jsonl", "--limit", sz.n_seeds,
                  "--max-tokens", sz.synth_max_tokens, "--completions", "--keep-truncated"], L / "synthesize.log", env)
         finally:
@@ -332,21 +355,35 @@ def main(argv=None):
     stage(out, "synthesis", synthesis, timings)
 
     def phase3_data():
-        budget = read_manifest(D / "p2")["tokens_train"]
-        run([PY, "-m", "prepare.phase3", "--synthetic", D / "p3" / "synthetic.jsonl", "--phase2", D / "p2",
+        budget = read_manifest(P2)["tokens_train"]
+        run([PY, "-m", "prepare.phase3", "--synthetic", D / "p3" / "synthetic.jsonl", "--phase2", P2,
              "--tokenizer", tok, "--budget-tokens", budget, "--out", D / "p3"], L / "phase3_data.log", env)
     stage(out, "phase3_data", phase3_data, timings)
     stage(out, "phase3_train", lambda: train(3, D / "p3", sz.p3_iters, R / "p2" / "export"), timings)
 
     def evaluate():
-        for p in (1, 2, 3):
-            run([PY, "-m", "eval.run", "--ckpt", R / f"p{p}" / "export", "--tasks", "humaneval,humaneval+,mbpp,mbpp+",
-                 "--limit", sz.eval_limit, "--out", R / f"eval_p{p}"], L / "eval.log", env)
+        for name, _ in ARMS:
+            run([PY, "-m", "eval.run", "--ckpt", R / name / "export", "--tasks", "humaneval,humaneval+,mbpp,mbpp+",
+                 "--limit", sz.eval_limit, "--out", R / f"eval_{name}"], L / "eval.log", env)
     stage(out, "eval", evaluate, timings)
+
+    def bits_per_byte():
+        for name, _ in ARMS:
+            run([PY, "-m", "eval.loss", "--ckpt", R / name / "export", "--tasks", LOSS_TASKS,
+                 "--heldout", D / "p1" / "shards", "--heldout-tokens", sz.heldout_tokens, "--limit", sz.loss_limit,
+                 "--out", R / f"loss_{name}.json"], L / "loss.log", env)
+    stage(out, "bits_per_byte", bits_per_byte, timings)
 
     timings["total"] = sum(timings.values())  # stages skipped on a resume count their first run
     path = write_report(out, timings)
     print(f"speedrun: done in {timings['total'] / 60:.1f} min; report: {path}")
+
+
+def tokens_per_step(run_dir: Path) -> int:
+    """Tokens per optimizer step of a finished training run, from its log (the cpu configs of all
+    three phases share one batch shape)."""
+    last = [r for r in read_jsonl(run_dir / "log.jsonl") if "tokens" in r and "iter" in r][-1]
+    return round(last["tokens"] / (last["iter"] + 1))
 
 
 if __name__ == "__main__":

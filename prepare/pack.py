@@ -65,6 +65,14 @@ class PackConfig:
     source: str = "phase1"
     buckets_per_task: int = 16      # route buckets per task: the grain of the size balancing
     flush_mb: float = 64.0          # a route task writes its buffered documents at this size
+    group: str = "language"         # "language": by language, then repository (the paper's choice);
+                                    # "repo": by repository alone (Table 3's other arm: one sequence per
+                                    # repository holds all its languages; shards are labelled "all")
+
+
+def group_language(cfg: PackConfig, d: dict) -> str:
+    """The language a document is packed under: its own, or "all" when grouping by repository alone."""
+    return d["language"] if cfg.group == "language" else "all"
 
 
 def stable_u64(*parts) -> int:
@@ -180,7 +188,7 @@ def route_task(k, n_tasks, in_dir, work, cfg: PackConfig):
             buf.clear()
 
         for d in task_docs(in_dir, k, n_tasks):
-            lang, repo = d["language"], d.get("repo") or ""
+            lang, repo = group_language(cfg, d), d.get("repo") or ""
             line = (json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
             buf.setdefault(bucket_of(cfg, lang, repo, n_buckets), []).append(line)
             buffered += len(line)
@@ -280,7 +288,7 @@ def pack_task(k, n_tasks, in_dir, out_dir, tok_path, cfg: PackConfig):
         for b, docs in bucket_docs(work, n_tasks, mine[k]):
             groups = {}
             for d in docs:
-                groups.setdefault((d["language"], d.get("repo") or ""), []).append(d)
+                groups.setdefault((group_language(cfg, d), d.get("repo") or ""), []).append(d)
             for lang in sorted({g[0] for g in groups}):
                 repos = sorted(r for (l, r) in groups if l == lang)
                 rng = np.random.default_rng(stable_u64(cfg.seed, "repos", lang, b) % 2**63)
@@ -390,10 +398,15 @@ def main(argv=None):
     ap.add_argument("--metadata-prob", type=float, default=0.5, help="probability of repo name + paths in a sequence")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--source", default="phase1", help="the shards' 'source' in the manifest")
+    ap.add_argument("--group", choices=("language", "repo"), default="language",
+                    help="language: by language, then repository (the paper's); repo: by repository alone (Table 3)")
     add_task_args(ap)
     a = ap.parse_args(argv)
+    if a.group == "repo":
+        print("pack: grouping by repository alone (Table 3's ablation arm); shards are labelled language 'all'")
     run(a.inp, a.tokenizer, a.out, a.tasks, a.task, a.workers,
-        PackConfig(val_fraction=a.val_fraction, metadata_prob=a.metadata_prob, seed=a.seed, source=a.source))
+        PackConfig(val_fraction=a.val_fraction, metadata_prob=a.metadata_prob, seed=a.seed, source=a.source,
+                   group=a.group))
 
 
 if __name__ == "__main__":

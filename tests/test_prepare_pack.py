@@ -105,3 +105,24 @@ def test_array_run_equals_one_task(tmp_path, tiny_tokenizer_path):
                 r = json.loads(line)
                 assert owner.setdefault((r["language"], r["repo"]), k) == k
     assert not list((tmp_path / "o3" / "_work" / "route").glob("*.bin"))          # cleaned up at the end
+
+
+def test_group_by_repository_alone(tmp_path, tiny_tokenizer_path):
+    """Table 3's other arm: a repository's files of every language share one sequence."""
+    docs = [{"id": f"r/{i}", "content": f"x{i} = {i}\n", "language": lang, "repo": "mixedrepo", "path": f"f{i}",
+             "source": "test"} for i, lang in enumerate(["Python", "C", "Python", "Go"])]
+    docs.append({"id": "o/0", "content": "y = 2\n", "language": "Python", "repo": "other", "path": "y.py", "source": "test"})
+    write_docs(tmp_path / "docs" / "part-00000.jsonl.gz", docs)
+
+    def sequences(group):
+        out = tmp_path / group
+        pack.run(tmp_path / "docs", tiny_tokenizer_path, out, tasks=1, workers=1,
+                 cfg=PackConfig(val_fraction=0.0, group=group))
+        with gzip.open(out / "sequences-00000.jsonl.gz", "rt") as f:
+            return sorted(sorted(json.loads(line)["ids"]) for line in f), json.loads((out / "manifest.json").read_text())
+
+    by_lang, man_lang = sequences("language")
+    by_repo, man_repo = sequences("repo")
+    assert by_lang == [["o/0"], ["r/0", "r/2"], ["r/1"], ["r/3"]]
+    assert by_repo == [["o/0"], ["r/0", "r/1", "r/2", "r/3"]]
+    assert set(man_repo["tokens_per_language"]) == {"all"} and set(man_lang["tokens_per_language"]) == {"Python", "C", "Go"}
