@@ -2,6 +2,7 @@
 Benchmarks of the Triton kernels and of one training step of the model (a script, not a test).
 
     python kernels/bench.py            # attention TFLOPS vs every SDPA backend, RMSNorm GB/s vs torch
+    python kernels/bench.py --all      # all of the above plus fused CE and the model step at micro_batch 2, 3
     python kernels/bench.py --model    # 1.3B training step at seq 8192: tokens/s, MFU, peak memory,
                                        # triton path vs torch path
 
@@ -147,6 +148,33 @@ def bench_rmsnorm(shapes, dtype, device, compile_):
                 print(f"{'':>16s} {'':>8s} {'ours / compile':>16s} {gbs['ours (triton)'] / gbs['torch compile']:8.2f}x")
 
 # -----------------------------------------------------------------------------
+# fused linear + cross-entropy
+
+
+def bench_cross_entropy(shapes, dtype, device):
+    from kernels.cross_entropy import cross_entropy_reference, fused_linear_cross_entropy, linear_cross_entropy_chunked
+    print(f"\n== linear + cross-entropy fwd+bwd, {dtype}: ms, peak memory above inputs (GPU only) ==")
+    print(f"{'N x C -> V':>22s} {'impl':>22s} {'ms':>8s} {'peak MiB':>9s}")
+    for N, C, V in shapes:
+        h = torch.randn(N, C, device=device, dtype=dtype, requires_grad=True)
+        w = (torch.randn(V, C, device=device, dtype=dtype) / C**0.5).requires_grad_()
+        t = torch.randint(0, V, (N,), device=device)
+        impls = {"torch (full logits)": cross_entropy_reference, "torch chunked": linear_cross_entropy_chunked}
+        if CUDA:
+            impls["ours (triton)"] = fused_linear_cross_entropy
+        for name, fn in impls.items():
+            step = lambda fn=fn: torch.autograd.grad(fn(h, w, t), (h, w))
+            peak = None
+            if CUDA:
+                step()
+                torch.cuda.synchronize()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+                step()
+                peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+            print(f"{f'{N}x{C}->{V}':>22s} {name:>22s} {fmt(1e3 * bench(step))} {fmt(peak):>9s}")
+
+# -----------------------------------------------------------------------------
 # model step
 
 
@@ -197,6 +225,8 @@ def bench_model(preset, seq_len, batch_size, steps, device):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="store_true", help="benchmark a full training step instead of the kernels")
+    ap.add_argument("--all", action="store_true", help="the whole report: kernels, cross-entropy, and the model "
+                    "step at micro_batch 2 and 3")
     ap.add_argument("--preset", default=None, help="model preset for --model (default: snowcoder-1.3b on GPU, cpu on CPU)")
     ap.add_argument("--seq_len", type=int, default=None, help="sequence length for --model (default 8192 GPU, 256 CPU)")
     ap.add_argument("--batch_size", type=int, default=1, help="sequences per step for --model")
@@ -213,19 +243,25 @@ def main():
     else:
         print("device: CPU, no GPU. Triton kernels are not timed (they run here only through the interpreter, "
               "for correctness); timing the PyTorch reference paths on small shapes.")
-    if args.model:
+    if args.model and not args.all:
         bench_model(args.preset or ("snowcoder-1.3b" if CUDA else "cpu"), args.seq_len or (8192 if CUDA else 256),
                     args.batch_size, args.steps or (10 if CUDA else 3), device)
         return
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or ("bf16" if CUDA else "fp32")]
     if CUDA:
-        attn_shapes = [(1, 16, 16, 8192, 128), (4, 16, 16, 2048, 128), (2, 16, 4, 4096, 128), (2, 32, 32, 4096, 64)]
+        attn_shapes = [(4, 16, 16, 2048, 128), (2, 16, 16, 4096, 128), (1, 16, 16, 8192, 128), (1, 16, 16, 16384, 128),
+                       (2, 16, 4, 4096, 128), (4, 32, 32, 2048, 64), (1, 32, 32, 8192, 64), (1, 32, 32, 16384, 64)]
         norm_shapes = [(8192, 2048), (32768, 2048), (16384, 4096)]
     else:
         attn_shapes = [(1, 4, 4, 256, 64), (1, 4, 2, 512, 128)]
         norm_shapes = [(1024, 256), (4096, 2048)]
     bench_attention(attn_shapes, dtype, device)
     bench_rmsnorm(norm_shapes, dtype, device, compile_=not args.no_compile)
+    bench_cross_entropy([(8192, 2048, 64000)] if CUDA else [(512, 128, 8000)], dtype, device)
+    if args.all:
+        for micro_batch in (2, 3):
+            bench_model(args.preset or ("snowcoder-1.3b" if CUDA else "cpu"), args.seq_len or (8192 if CUDA else 256),
+                        micro_batch, args.steps or (10 if CUDA else 2), device)
 
 
 if __name__ == "__main__":
