@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from formats import doc_files, read_docs
+from formats import doc_files, read_docs, write_json
 
 
 def add_task_args(ap, tasks_default: int = 1):
@@ -69,9 +69,7 @@ def check_settings(step_dir, settings: dict):
             raise SystemExit(f"{step_dir}: earlier tasks ran with other settings ({', '.join(diff)}); "
                              f"delete the directory or rerun with the same settings")
     else:
-        tmp = f.with_name("settings.json.tmp")
-        tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-        os.replace(tmp, f)
+        write_json(f, settings, sort_keys=True)
 
 
 def _run_one(fn, step_dir, k, n_tasks, args):
@@ -155,9 +153,7 @@ def merge_stats(step_dir, n_tasks: int) -> dict:
                 extra.setdefault(key, v)
     merged = dict(extra, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in total.items()},
                   **{k: dict(sorted(c.items(), key=lambda kv: -kv[1])) for k, c in nested.items()}, n_tasks=n_tasks)
-    tmp = Path(step_dir) / "stats.json.tmp"
-    tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
-    os.replace(tmp, Path(step_dir) / "stats.json")
+    write_json(Path(step_dir) / "stats.json", merged, sort_keys=True)
     return merged
 
 
