@@ -38,16 +38,13 @@ def random_checkpoint(out: Path, preset: str, seed: int = 0) -> Path:
     import sysconfig
     import torch
     from model import ModelConfig, Transformer
+    from formats import TOKENIZER_FILE, save_tokenizer
     from prepare.tokenizer import train_bpe
-    try:
-        from formats import save_tokenizer
-    except ImportError:  # TODO(server): remove once formats.py (issue 11) has landed
-        from formats import save_tokenizer
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:30]
     ranks = train_bpe([f.read_text(encoding="utf-8", errors="replace") for f in files], vocab_size=1024)
     torch.manual_seed(seed)
     Transformer(ModelConfig.from_preset(preset, vocab_size=1024)).save_pretrained(out)
-    save_tokenizer(ranks, out / "tokenizer.tiktoken")
+    save_tokenizer(ranks, out / TOKENIZER_FILE)
     return out
 
 

@@ -171,11 +171,7 @@ def load_checkpoint(ckpt, device: str | None = None, backend: str | None = None,
     drops past the trained length, but a model trained on short windows can still take a whole
     synthesis prompt)."""
     import torch
-    try:
-        from formats import TOKENIZER_FILE, load_tokenizer
-    except ImportError:  # TODO(server): remove once formats.py (issue 11) has landed
-        from formats import load_tokenizer
-        TOKENIZER_FILE = "tokenizer.tiktoken"
+    from formats import TOKENIZER_FILE, load_tokenizer
     from model import Transformer
     ckpt = Path(ckpt)
     if not (ckpt / "config.json").is_file():
