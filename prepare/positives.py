@@ -2,8 +2,8 @@
 The annotator's training data: positives from files, or a stand-in built from the corpus, and
 random corpus documents as negatives (annotate.py train reads these).
 
-    for text, group in read_positive_file("hqcode.jsonl"): ...     # hqcode / Magicoder / StarCoder2-Instruct
-    pos = standin_positives(read_docs("D/p1/decontaminate"), limit)  # offline stand-in, see below
+    for text, group in read_positive_file("hqcode.jsonl", stats): ...  # hqcode / Magicoder / StarCoder2-Instruct
+    pos = standin_positives(read_docs("D/p1/decontaminate"))          # offline stand-in, see below
     neg = sample_docs("D/p1/decontaminate", n, seed)                  # n uniformly random documents
 
 Offline positives. hqcode, Magicoder-OSS-Instruct and StarCoder2-Instruct cannot be downloaded
@@ -14,7 +14,10 @@ are then prepended), preferring ones with doctest examples, which become asserts
 function. That imitates what the benchmarks look like (a documented function, examples, tests). It
 is NOT the paper's positive set, and no benchmark data is ever used for training.
 
-Memory: sample_docs holds the n sampled documents (a heap), standin_positives the positives it keeps.
+Bad records (a JSON string or null line, invalid UTF-8, a null or missing field) print one line
+naming file, line and problem, are counted under their reason, and the rest are used.
+
+Memory: read_positive_file streams (one record at a time); sample_docs holds the n sampled documents (a heap), standin_positives the positives it keeps.
 """
 import ast
 import builtins
@@ -22,46 +25,93 @@ import gzip
 import hashlib
 import heapq
 import json
+import sys
 from pathlib import Path
 
 from formats import read_docs
 
 
 
-def _record_text(rec, where):
-    """The text of one positive record, whatever the dataset's field layout."""
-    if "problem" in rec and "solution" in rec:          # Magicoder-OSS-Instruct-75K
-        return f"{rec['problem']}\n\n{rec['solution']}"
-    if "instruction" in rec and "response" in rec:      # StarCoder2-Instruct (self-oss-instruct)
-        return f"{rec['instruction']}\n\n{rec['response']}"
-    for key in ("content", "code", "text", "solution", "response"):  # hqcode and plain code files
-        if isinstance(rec.get(key), str):
-            return rec[key]
-    raise SystemExit(f"annotate: {where}: record has none of the fields problem/solution, instruction/response, "
-                     f"content, code, text (keys: {sorted(rec)[:8]})")
+# the field layouts a positive record may have, tried in this order: (fields joined by a blank line)
+LAYOUTS = [("problem", "solution"),        # Magicoder-OSS-Instruct-75K
+           ("instruction", "response"),    # StarCoder2-Instruct (self-oss-instruct)
+           ("content",), ("code",), ("text",)]  # hqcode and plain code files
 
 
-def read_positive_file(path):
+def record_text(rec):
+    """(text, None) for one positive record, or (None, reason) naming why it cannot be used."""
+    if not isinstance(rec, dict):
+        return None, f"not a JSON object ({type(rec).__name__})"
+    for keys in LAYOUTS:
+        if keys[0] in rec:
+            bad = [k for k in keys if not isinstance(rec.get(k), str)]
+            if bad:  # why: str(None) would train the head on the text "None"
+                got = "missing" if bad[0] not in rec else "null" if rec[bad[0]] is None else type(rec[bad[0]]).__name__
+                return None, f"field {bad[0]} is {got}, not text"
+            text = "\n\n".join(rec[k] for k in keys)
+            return (text, None) if text.strip() else (None, "empty text")
+    return None, f"none of the fields {'/'.join(k[0] for k in LAYOUTS)} (keys: {sorted(rec)[:8]})"
+
+
+def _jsonl_records(path):
+    """(line number, record or None, problem or None) for each non-blank line of a JSONL(.gz) file.
+    Lines are decoded one by one, so one Latin-1 line does not lose the file."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            if lineno == 1 and raw.lstrip().startswith(b"["):
+                raise SystemExit(f"positives: {path}:1: a JSON array, not JSON Lines (one object per line); "
+                                 f"convert it, e.g. jq -c '.[]' {path.name}")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, None, f"invalid UTF-8 (byte {e.start}: Latin-1?)"
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield lineno, None, f"not JSON ({e.msg})"
+
+
+def _parquet_records(path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SystemExit(f"positives: reading {path} needs pyarrow (Parquet positives, e.g. StarCoder2-Instruct): "
+                         f"pip install pyarrow") from None
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):  # streamed, not the whole table
+        for rec in batch.to_pylist():
+            row += 1
+            yield row, rec, None
+
+
+def read_positive_file(path, stats=None):
+    """Yield (text, group) for each usable record of a positives file (JSONL, JSONL.gz or Parquet).
+    A bad record prints one line (file, line, problem) to stderr and is counted in
+    stats["dropped"][reason]; stats["given"] counts records, stats["used"] the ones yielded."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"annotate: positives file {path} not found")
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise SystemExit(f"annotate: reading {path} needs pyarrow (pip install pyarrow)") from None
-        recs = pq.read_table(path).to_pylist()
-    else:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        recs = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        recs.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise SystemExit(f"annotate: {path}:{lineno}: not JSON ({e.msg})") from None
-    return [(_record_text(r, path), f"{path.name}:{i}") for i, r in enumerate(recs)]
+        raise SystemExit(f"positives: {path} not found")
+    stats = {} if stats is None else stats
+    stats.setdefault("given", 0)
+    stats.setdefault("used", 0)
+    dropped = stats.setdefault("dropped", {})
+    records = _parquet_records(path) if path.suffix == ".parquet" else _jsonl_records(path)
+    for lineno, rec, problem in records:
+        stats["given"] += 1
+        text = None
+        if problem is None:
+            text, problem = record_text(rec)
+        if problem is not None:
+            reason = problem.split(" (")[0]
+            dropped[reason] = dropped.get(reason, 0) + 1
+            print(f"positives: {path}:{lineno}: {problem}: skipped", file=sys.stderr)
+            continue
+        stats["used"] += 1
+        yield text, f"{path.name}:{lineno}"
 
 
 _BUILTINS = set(dir(builtins))
@@ -139,7 +189,7 @@ def _function_positive(node, lines, imports, helpers=None):
     return code, tests, summary, node.name
 
 
-def standin_positives(docs, limit):
+def standin_positives(docs, limit=None):
     """The offline stand-in for hqcode + instruction data (see the module docstring): a stable
     random 3/4 of the functions as code files (hqcode's part), 1/4 as an instruction and its
     answer (Magicoder/StarCoder2-Instruct's part, as in the paper's 220k + 80k mix)."""
@@ -178,7 +228,7 @@ def standin_positives(docs, limit):
         else:
             text = code.rstrip() + "\n" + ("\n\n" + tests if tests else "")
         out.append((text, group))
-        if len(out) >= limit:
+        if limit is not None and len(out) >= limit:
             break
     return out
 

@@ -105,6 +105,24 @@ def test_standin_annotator_separates_positives_from_random_files(trained, capsys
     assert m["roc_auc"] >= 0.85  # 0.89 at this size with module helpers inlined (0.84 without); see annotate.py
     assert (trained / "head.safetensors").is_file() and (trained / "train_ids.txt.gz").is_file()
     assert meta["config"]["window"] == WINDOW and meta["config"]["lr"] == 3e-4
+    # --max-positives 60: the cap is the count used, the count given is recorded beside it
+    assert meta["max_positives"] == 60 and meta["n_positives"] == 60 < meta["n_positives_given"]
+
+
+def test_every_positive_used_unless_capped_and_then_said(corpus, tmp_path, capsys):
+    pos = tmp_path / "pos.jsonl"
+    pos.write_text("".join(json.dumps({"code": f"def f{i}(x):\n    return x * {i}"}) + "\n" for i in range(12)))
+    args = ["train", "--docs", str(corpus), "--positives", str(pos), "--window", "32", "--min-steps", "10",
+            "--holdout", "0.25"]
+    A.main(args + ["--out", str(tmp_path / "all")])
+    meta = json.loads((tmp_path / "all" / "annotator.json").read_text())
+    assert meta["n_positives"] == meta["n_positives_given"] == 12 and meta["max_positives"] is None
+    assert "max-positives" not in capsys.readouterr().out
+    A.main(args + ["--out", str(tmp_path / "cap"), "--max-positives", "7"])
+    assert "--max-positives 7: using 7 of 12 positives given" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "cap" / "annotator.json").read_text())
+    assert (meta["n_positives"], meta["n_positives_given"], meta["max_positives"]) == (7, 12, 7)
+    assert meta["positive_files"][str(pos)] == {"given": 12, "used": 12, "dropped": {}}
 
 
 def test_auc_on_real_benchmarks(trained, corpus, bench_dir, capsys):
@@ -152,6 +170,53 @@ def test_score_resumes_after_kill(trained, tmp_path):
     assert got_scores == pytest.approx(want_scores, abs=1e-5)
 
 
+def test_score_records_settings_and_refuses_another_annotator_or_window(trained, tmp_path):
+    docs = [{"id": f"d{i}", "content": f"def f{i}(x):\n    return x + {i}\n", "language": "Python", "repo": "r",
+             "path": f"{i}.py", "source": "t"} for i in range(3)]
+    dd, out = tmp_path / "docs", tmp_path / "scores"
+    write_docs(dd / "part-00000.jsonl.gz", docs)
+    (dd / "done-00000").write_text("")
+    A.main(["score", "--model", str(trained), "--docs", str(dd), "--out", str(out)])
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["annotator_sha256"] == A.annotator_id(trained) and settings["window"] == WINDOW
+    assert settings["encoder"] == "minilm" and "top, middle, bottom" in settings["windows"]
+    rows = list(read_docs(out / "part-00000.jsonl.gz"))  # the format prepare/phase2.py reads
+    assert [set(r) for r in rows] == [{"id", "score"}] * 3 and [r["id"] for r in rows] == ["d0", "d1", "d2"]
+
+    other = tmp_path / "other"  # same encoder and window, another head
+    shutil.copytree(trained, other)
+    sd = A.load_safetensors(other / "head.safetensors")
+    A.save_safetensors({k: v + 0.1 for k, v in sd.items()}, other / "head.safetensors")
+    with pytest.raises(SystemExit, match=r"settings.json: these scores come from another annotator.*annotator_sha256"):
+        A.main(["score", "--model", str(other), "--docs", str(dd), "--out", str(out)])
+    wider = tmp_path / "wider"  # same head, other windows
+    shutil.copytree(trained, wider)
+    meta = json.loads((wider / "annotator.json").read_text())
+    meta["config"]["window"] = 2 * WINDOW
+    (wider / "annotator.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="another annotator or windows"):
+        A.main(["score", "--model", str(wider), "--docs", str(dd), "--out", str(out)])
+    unknown = tmp_path / "unknown"  # scores from before settings were written
+    unknown.mkdir()
+    (unknown / "done-00000").write_text("")
+    with pytest.raises(SystemExit, match="no settings.json: unknown annotator"):
+        A.main(["score", "--model", str(trained), "--docs", str(dd), "--out", str(unknown)])
+    A.main(["score", "--model", str(trained), "--docs", str(dd), "--out", str(out)])  # same annotator: resumes
+
+
+def test_parallel_tokenization_matches_one_process(trained, minilm):
+    texts = [f.read_text(encoding="utf-8", errors="replace")[:6000] for f in sorted(stdlib_dir().glob("*.py"))[:24]]
+    tok = A.WordPiece.from_dir(minilm)
+    serial = [A.text_windows(tok, t, WINDOW) for t in texts]
+    assert list(A.tokenized(tok, texts, WINDOW, workers=2, chunk=5)) == serial
+    ann = A.load_annotator(trained)
+    ann.flush_windows = 7  # several flushes, each fed by the workers
+    one, n1 = ann.score_texts(texts)
+    ann.workers = 2
+    two, n2 = ann.score_texts(texts)
+    assert n1 == n2 == sum(len(w) for w in serial) and two == pytest.approx(one, abs=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad inputs: one clear error each
 
@@ -184,7 +249,7 @@ def test_bad_inputs_one_clear_error(minilm, corpus, tmp_path):
         A.main(["train", "--docs", str(corpus), "--out", str(tmp_path / "m"), "--positives", str(blank)])
     odd = tmp_path / "odd.jsonl"
     odd.write_text(json.dumps({"foo": 1}) + "\n")
-    with pytest.raises(SystemExit, match="none of the fields"):
+    with pytest.raises(SystemExit, match="no positives"):  # its one record skipped (prepare/positives.py's tests)
         A.main(["train", "--docs", str(corpus), "--out", str(tmp_path / "m"), "--positives", str(odd)])
     with pytest.raises(SystemExit, match="annotator.json"):
         A.main(["score", "--model", str(tmp_path / "nomodel"), "--docs", str(corpus), "--out", str(tmp_path / "s")])
@@ -199,6 +264,7 @@ def test_finetune_saves_a_loadable_encoder(minilm, corpus, tmp_path):
             "--finetune-epochs", "1", "--window", "32", "--batch-size", "8", "--holdout", "0.25"])
     meta = json.loads((out / "annotator.json").read_text())
     assert meta["finetuned"] and (out / "encoder" / "model.safetensors").is_file()
+    assert meta["n_positives"] == meta["n_positives_given"] == 8 and meta["max_positives"] is None
     ann = A.load_annotator(out)
     base, _ = A.load_encoder(minilm)
     w0, w1 = base.layers[0].fc_in.weight, ann.encoder.layers[0].fc_in.weight
