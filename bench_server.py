@@ -96,14 +96,20 @@ def run(port: int, reqs: list[dict], clients: int, timeout: float, desc: str) ->
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
     bar.close()
-    lat.sort()
+    return {"wall": time.perf_counter() - t0, "tokens": tokens[0], "latencies": lat, "errors": errors}
+
+
+def summary(runs: list[dict]) -> dict:
+    """The rounds of one mode together: tokens over wall time, latency percentiles over all requests."""
+    lat = sorted(x for r in runs for x in r["latencies"])
+    wall, tokens = sum(r["wall"] for r in runs), sum(r["tokens"] for r in runs)
+    errors = [e for r in runs for e in r["errors"]]
 
     def pct(q):
         return lat[min(len(lat) - 1, int(math.ceil(q * len(lat))) - 1)]
-    return {"requests": len(reqs), "wall_s": round(wall, 3), "completion_tokens": tokens[0],
-            "tokens_per_s": round(tokens[0] / wall, 1), "latency_p50_s": round(pct(0.50), 3),
+    return {"requests": len(lat), "wall_s": round(wall, 3), "completion_tokens": tokens,
+            "tokens_per_s": round(tokens / wall, 1), "latency_p50_s": round(pct(0.50), 3),
             "latency_p95_s": round(pct(0.95), 3), "latency_max_s": round(lat[-1], 3),
             "errors": len(errors), "first_errors": errors[:3]}
 
@@ -119,6 +125,8 @@ def main(argv=None):
     ap.add_argument("--max-out", type=int, default=256, help="longest output drawn (tokens)")
     ap.add_argument("--device", default=None, help="passed to sample.py (default: cuda if available)")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request timeout (s)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate the two modes this many times (a shared machine's load drifts)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
@@ -133,17 +141,22 @@ def main(argv=None):
         print(f"bench_server: {len(reqs)} requests from {args.clients} clients, {args.max_batch} slots, "
               f"context {context}; prompt tokens {sum(len(r['prompt']) for r in reqs)}, "
               f"output tokens {sum(r['max_tokens'] for r in reqs)}", flush=True)
-        results = {}
-        for mode in ("static", "continuous"):
-            proc, port = spawn_server(ckpt, "--model-name", "bench", "--max-batch", str(args.max_batch),
-                                      "--batching", mode, *extra, timeout=300)
-            try:
-                run(port, reqs[:args.max_batch], args.max_batch, args.timeout, f"{mode} warm-up")
-                results[mode] = run(port, reqs, args.clients, args.timeout, mode)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
-            r = results[mode]
+        runs = {"static": [], "continuous": []}
+        for k in range(args.rounds):
+            for mode in runs:
+                proc, port = spawn_server(ckpt, "--model-name", "bench", "--max-batch", str(args.max_batch),
+                                          "--batching", mode, *extra, timeout=300)
+                try:
+                    run(port, reqs[:args.max_batch], args.max_batch, args.timeout, f"{mode} warm-up")
+                    runs[mode].append(run(port, reqs, args.clients, args.timeout, f"{mode} round {k + 1}"))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                r = runs[mode][-1]
+                print(f"  round {k + 1} {mode:10s} {r['tokens'] / r['wall']:8.1f} tok/s  wall {r['wall']:7.2f} s",
+                      flush=True)
+        results = {mode: summary(rs) for mode, rs in runs.items()}
+        for mode, r in results.items():
             print(f"  {mode:10s} {r['tokens_per_s']:8.1f} tok/s  wall {r['wall_s']:7.2f} s  latency p50 "
                   f"{r['latency_p50_s']:.2f} s  p95 {r['latency_p95_s']:.2f} s  max {r['latency_max_s']:.2f} s  "
                   f"errors {r['errors']}", flush=True)
