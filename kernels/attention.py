@@ -138,10 +138,10 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,
 # (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). A program owns BLOCK_N keys and walks
 # BLOCK_M queries at a time, so these tiles are the transpose of forward's: large BLOCK_N (the
 # dk, dv accumulators), small BLOCK_M (the streamed q, do); one of the two divides the other.
-# Pruned by compiling for sm_90a (python -m kernels.compile_check): BLOCK_M=32 compiles without
-# spills at head dim 64 but loses wgmma; at head dim 128 every tile tried still spills (open;
-# tests/test_kernels_compile.py records which).
-BWD_TILES = [(64, 64, 8, 2), (64, 128, 8, 2), (32, 128, 8, 2), (32, 64, 4, 3)]
+# Pruned by compiling for sm_90a (python -m kernels.compile_check): 64 x 128 spills at head dim
+# 64, and 32-row tiles compile clean but fall back from wgmma to mma.sync. At head dim 128 every
+# tile tried still spills (open; tests/test_kernels_compile.py records it).
+BWD_TILES = [(64, 64, 8, 2), (64, 64, 8, 3)]
 
 
 def _bwd_configs():
@@ -152,10 +152,13 @@ def _bwd_configs():
 
 @triton.jit
 def _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base, stride_qt, stride_dot, stride_dqt,
-               offs_n, offs_d, lo, hi, T, qk_scale, sm_scale,
+               offs_n, offs_d, lo, hi, jump_from, jump_to, T, qk_scale, sm_scale,
                MASKED: tl.constexpr, BLOCK_M: tl.constexpr, DOT: tl.constexpr, IN: tl.constexpr,
                INTERPRETED: tl.constexpr):
-    for start_m in range(lo, hi, BLOCK_M):
+    """Query blocks lo, lo + BLOCK_M, ... below hi, where a block start >= jump_from is moved on
+    to jump_to + (start - jump_from): one masked loop covers the diagonal and the ragged end."""
+    for i in range(lo, hi, BLOCK_M):
+        start_m = i + (i >= jump_from).to(tl.int32) * (jump_to - jump_from)
         offs_m = start_m + tl.arange(0, BLOCK_M)
         qt_ptrs = q_base + offs_m[None, :] * stride_qt + offs_d[:, None]    # (D, BLOCK_M): q transposed
         do_ptrs = do_base + offs_m[:, None] * stride_dot + offs_d[None, :]  # (BLOCK_M, D)
@@ -216,11 +219,13 @@ def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, sm_scale,
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     qk_scale = sm_scale * LOG2E
-    # queries before start_n see none of these keys. [start_n, start_n + BLOCK_N) is the diagonal
+    # queries before start_n see none of these keys. [start_n, diag_end) is the diagonal
     # (masked); after it come whole query blocks that see every key here (unmasked) and at most
-    # one ragged block ending at T (masked for the bound only)
-    diag_end = tl.minimum(start_n + tl.maximum(BLOCK_N, BLOCK_M), T)
-    bulk_end = diag_end + (T - diag_end) // BLOCK_M * BLOCK_M
+    # one ragged block [bulk_end, T) (masked for the bound only), done by the diagonal's loop: two
+    # loop bodies, not three, keep the register pressure down
+    diag_end = start_n + tl.cdiv(tl.maximum(BLOCK_N, BLOCK_M), BLOCK_M) * BLOCK_M
+    bulk_end = diag_end + tl.maximum(T - diag_end, 0) // BLOCK_M * BLOCK_M
+    masked_end = tl.minimum(diag_end + tl.where(bulk_end < T, BLOCK_M, 0), T)  # blocks past T: none
     for g in range(GROUP):
         h = hk * GROUP + g
         q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
@@ -228,14 +233,11 @@ def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, sm_scale,
         dq_base = DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh
         row_base = (b * H + h).to(tl.int64) * T
         dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
-                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, start_n, diag_end, T,
-                            qk_scale, sm_scale, True, BLOCK_M, DOT, IN, INTERPRETED)
+                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, start_n, masked_end, diag_end,
+                            bulk_end, T, qk_scale, sm_scale, True, BLOCK_M, DOT, IN, INTERPRETED)
         dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
-                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, diag_end, bulk_end, T,
-                            qk_scale, sm_scale, False, BLOCK_M, DOT, IN, INTERPRETED)
-        dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
-                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, bulk_end, T, T,
-                            qk_scale, sm_scale, True, BLOCK_M, DOT, IN, INTERPRETED)
+                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, diag_end, bulk_end, bulk_end,
+                            bulk_end, T, qk_scale, sm_scale, False, BLOCK_M, DOT, IN, INTERPRETED)
     dk = dk * sm_scale
     tl.store(DK + b.to(tl.int64) * stride_dkb + hk.to(tl.int64) * stride_dkh + offs_n[:, None] * stride_dkt
              + offs_d[None, :], cast(dk, DK.dtype.element_ty, INTERPRETED), mask=in_n)
