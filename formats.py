@@ -20,24 +20,34 @@ import os
 import shutil
 import struct
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp{os.getpid()}")
+@contextmanager
+def _atomic(path, mode="wb"):
+    """A temp file beside `path`: it replaces `path` when the block ends, and is removed if the
+    block raises, so `path` is always the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path, obj, indent=1, sort_keys=False) -> Path:
     """A JSON file written atomically (readers see the old file or the new one, never half)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    with _atomic(path, "w") as f:
+        f.write(json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n")
+    return Path(path)
 
 
 # -----------------------------------------------------------------------------
@@ -86,15 +96,11 @@ def read_docs(path) -> Iterator[dict]:
 def write_docs(path, docs: Iterable[dict]) -> int:
     """Write documents to a gzipped JSONL file atomically. Returns the number written.
     mtime=0 and no file name in the gzip header: the same documents give byte-identical files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
     n = 0
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=3, mtime=0) as gz:
+    with _atomic(path) as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=3, mtime=0) as gz:
         for d in docs:
             gz.write((json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -157,12 +163,10 @@ def write_manifest(out_dir, manifest: dict, tokenizer=None) -> Path:
         if k in man and man[k] != v:
             raise ManifestError(f"{path}: {k}={man[k]!r} disagrees with the shards ({v!r})")
     if tokenizer is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / TOKENIZER_FILE
         if Path(tokenizer).resolve() != dest.resolve():
-            tmp = _tmp(dest)
-            shutil.copyfile(tokenizer, tmp)
-            os.replace(tmp, dest)
+            with open(tokenizer, "rb") as src, _atomic(dest) as f:
+                shutil.copyfileobj(src, f)
         man["tokenizer"] = TOKENIZER_FILE
     return write_json(path, man)
 
@@ -221,13 +225,9 @@ SPLIT_PATTERN = (
 
 def save_tokenizer(ranks: dict, path) -> None:
     """Write the rank file of {token bytes: rank}, by rank, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    with open(tmp, "w") as f:
+    with _atomic(path, "w") as f:
         for tok, r in sorted(ranks.items(), key=lambda kv: kv[1]):
             f.write(base64.b64encode(tok).decode("ascii") + " " + str(r) + "\n")
-    os.replace(tmp, path)
 
 
 def load_ranks(path) -> dict:
@@ -289,14 +289,11 @@ def save_safetensors(tensors: dict, path, metadata=None) -> None:
         offset += nbytes
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # pad so the data starts 8-byte aligned
-    path = Path(path)
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    with _atomic(path) as f:
         f.write(struct.pack("<Q", len(head)))
         f.write(head)
         for t in blobs:
             f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    os.replace(tmp, path)
 
 
 def load_safetensors(path) -> dict:

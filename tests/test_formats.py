@@ -149,3 +149,19 @@ def test_jsonl_whole_last_row_without_newline_is_kept(tmp_path):
         assert log.rows == [{"a": 1}, {"a": 2}]
         log.append([{"a": 3}])
     assert p.read_text() == '{"a": 1}\n{"a": 2}\n{"a": 3}\n'
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    p = tmp_path / F.part_name(0)
+    F.write_docs(p, [{"id": "old"}])
+    before = p.read_bytes()
+
+    def docs():
+        yield {"id": "new"}
+        raise KeyboardInterrupt  # the writer dies mid-file
+    with pytest.raises(KeyboardInterrupt):
+        F.write_docs(p, docs())
+    assert p.read_bytes() == before and [d["id"] for d in F.read_docs(p)] == ["old"]
+    with pytest.raises(TypeError):
+        F.write_json(tmp_path / "s.json", {"x": object()})
+    assert sorted(f.name for f in tmp_path.iterdir()) == [p.name]  # no temp file left behind
