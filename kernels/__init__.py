@@ -1,4 +1,5 @@
-"""Triton kernels: fused RMSNorm (+residual add) and FlashAttention-style causal attention.
+"""Triton kernels: fused RMSNorm (+residual add), FlashAttention-style causal attention, and a fused
+linear + cross-entropy (kernels/compile_check.py compiles them all for an H100 without a GPU).
 
 Each kernel file holds the kernel(s), the autograd Function, and the PyTorch reference it is
 tested against; kernels/bench.py times them against PyTorch."""
