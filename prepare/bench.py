@@ -37,7 +37,7 @@ from pathlib import Path
 
 from prepare import dedup, decontaminate, filter as filt, ingest, pack
 from formats import read_docs
-from formats import SPECIAL_TOKENS, SPLIT_PATTERN, TOKENIZER_FILE, load_tokenizer, save_tokenizer
+from formats import MANIFEST_NAME, SPECIAL_TOKENS, SPLIT_PATTERN, TOKENIZER_FILE, load_tokenizer, read_manifest, save_tokenizer
 from prepare.tokenizer import train_bpe
 
 
@@ -141,14 +141,14 @@ def scale_run(src: Path, out: Path, tok: Path, bench: Path, n_tasks: int, env) -
     base = [sys.executable, "-m", "prepare.phase1", "--out", str(out), "--input", *map(str, sorted(src.glob("*.jsonl"))),
             "--tokenizer", str(tok), "--benchmarks", str(bench), "--tasks", str(n_tasks), "--workers", "1"]
     peak, passes, t0 = 0.0, 0, time.time()
-    while not (out / "shards" / "manifest.json").exists():
+    while not (out / "shards" / MANIFEST_NAME).exists():
         passes += 1
         if passes > 20:
             raise SystemExit(f"bench: the array did not finish in 20 passes ({out})")
         for k in range(n_tasks):
             _, rss = run_measured(base + (["--task", str(k)] if n_tasks > 1 else []), env)
             peak = max(peak, rss)
-    man = json.loads((out / "shards" / "manifest.json").read_text())
+    man = read_manifest(out / "shards")
     ids = sorted(d["id"] for d in read_docs(out / "decontaminate"))
     dedup_dropped = json.loads((out / "dedup" / "stats.json").read_text())["dropped"]
     return {"peak_mb": peak, "dedup": dedup_dropped, "passes": passes, "seconds": time.time() - t0, "ids": ids,
