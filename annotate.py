@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bert import BertEncoder, WordPiece, load_encoder, minilm_dir, pad_batch, resolve_encoder
-from formats import load_safetensors, save_safetensors, write_json
+from formats import cache_dir, load_safetensors, save_safetensors, write_json
 from prepare.positives import hash01, read_positive_file, sample_docs, standin_positives
 
 # -----------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def text_windows(tok, text, window):
     if len(text) <= LONG_TEXT_CHARS * window:
         wins = doc_windows(tok.encode(text), n)
     else:
-        # why: a 1 MB file would cost a second of pure-Python tokenization for ~1.5k tokens we
+        # why: a megabyte file would cost long pure-Python tokenization for the few windows we
         # keep. Each slice holds far more than n tokens of code; only its own end is cut.
         s = LONG_TEXT_CHARS * window // 3
         mid = len(text) // 2
@@ -152,7 +152,7 @@ def batches(lengths, batch_tokens, max_batch=256):
 
 def autocast_ctx(device, bf16=None):
     """bf16 autocast: always on GPU (the paper's setting); on CPU only when asked (--cpu-bf16),
-    where it pays on CPUs with AVX512-BF16/AMX (~1.7x here) and moves scores by ~1e-3."""
+    where it pays on CPUs with AVX512-BF16/AMX and moves scores slightly (see the README's table)."""
     dev = torch.device(device).type
     return torch.autocast(dev, dtype=torch.bfloat16, enabled=(dev == "cuda") if bf16 is None else bf16)
 
@@ -553,8 +553,12 @@ def bench(n_docs=64, window=512, batch_tokens=16384, repeats=3, workers=None):
     import sysconfig
     try:
         from transformers import BertModel  # only here: the benchmark's baseline, not a dependency
-    except ImportError:  # the benchmark installs its baseline itself (tests never do)
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "transformers"])
+    except ImportError:  # the benchmark installs its baseline itself (tests never do), beside the venv
+        target = cache_dir().parent / "bench-transformers"
+        if not (target / "transformers").is_dir():
+            print(f"annotate bench: installing the baseline transformers into {target}")
+            subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "transformers"])
+        sys.path.append(str(target))  # appended: the venv's own packages (torch, numpy) still win
         from transformers import BertModel
     torch.manual_seed(0)
     d = minilm_dir()
