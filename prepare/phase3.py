@@ -3,42 +3,67 @@ Phase-3 data: the accepted synthetic files mixed with phase-2 data up to a token
 Python at about half of it (the paper: ~2B synthetic tokens in a 5B-token phase, Python raised to
 ~50%).
 
-    python -m prepare.phase3 --synthetic D/p3/synthetic.jsonl --phase2 D/p2 --tokenizer TOK \
-        --budget-tokens N --out D/p3 [--python-share 0.5]
+    python -m prepare.phase3 --synthetic D/p3/synthetic.jsonl --phase2 D/p2 --tokenizer TOK \\
+        --budget-tokens N --out D/p3 [--python-share 0.5] [--tasks 8 [--task K]]
 
 --synthetic is synthesize.py's output JSONL (its accepted files are read from the documents dir
-beside it, D/p3/synthetic/) or any documents dir / part file. --phase2 is prepare/phase2's output
-dir; its documents (DIR/selected, with "score") are repacked here, so phase 3 can choose how many
-of them, per language, it needs.
+beside it, D/p3/synthetic/, which must be complete: all its tasks done) or any documents dir /
+part file. --phase2 is prepare/phase2's output dir; its documents (DIR/selected, with "score") are
+repacked here, so phase 3 can choose how many of them, per language, it needs.
 
 How the budget is filled (train split; val is held out first and not counted):
-  Python   budget * python_share: every synthetic Python file first, then phase-2 Python
-           repositories, best-scored first, repeated in further passes if phase 2 is short;
-  others   the rest: synthetic non-Python files, then phase-2's other languages, each given its
-           share of phase-2's non-Python tokens (phase 2 kept phase 1's language mix).
-The last sequence of a bucket is cut to land exactly on its target (it still ends with
-<|endoftext|>), so the train tokens equal the budget and the Python share is met to the token
-(unless a side has no data at all: then the other side fills the budget, with a warning).
+  Python   budget * python_share: synthetic Python files first, then phase-2 Python repositories,
+           repeated in further passes if phase 2 is short;
+  others   the rest: synthetic non-Python files (languages in name order), then phase-2's other
+           languages, each given its share of phase-2's non-Python tokens (phase 2 kept phase 1's
+           language mix); a language short of its share (max_passes) hands the rest to the next.
+The train tokens equal the budget and the Python share is met to the token, give or take one
+token per task and language (unless a side has no data at all: then the other side fills the
+budget, with a warning).
 
-Sequences use prepare/pack.py's format (StarCoder2 style, repository-level, metadata half the
-time); a synthetic file is a repository of one file. Shards and manifest as README "Data formats":
-DIR/shards-synthetic/*.bin (source "synthetic"), DIR/shards-phase2/*.bin (source "phase2"),
-DIR/manifest.json (paths relative to DIR), DIR/sequences-00000.jsonl.gz (what each sequence holds,
-and its pass). The shard dirs are prefixed so that synthesize.py's accepted-files folder
-(DIR/synthetic/ when its output is DIR/synthetic.jsonl) is never overwritten.
+Streaming, in stages split into tasks like prepare/pack.py (prepare/pipeline.py's run_tasks:
+--tasks/--task/$SLURM_ARRAY_TASK_ID, done markers, a settings check; an array run is rerun once per
+stage, as phase 2):
+  1. route  pack.py's route of the phase-2 documents into buckets by (language, repository), so a
+            repository lives in one task. Holds: pack's flush buffer.
+  2. count  task k packs its synthetic files (part files k, k+N, ...; a synthetic file is a
+            repository of one file) and its phase-2 buckets into sequences (prepare/pack.py's
+            StarCoder2 format, metadata half the time), written once to _work/count/seq-K.bin with
+            an index (source, language, repository, ids, offset, tokens, best score), and a small
+            counts-K.json: tokens per (source, language), those of the seeded val repositories and
+            the 10 smallest val hashes (pack.py's "at least one val repository" rule).
+            Holds: one bucket's documents (or 64 synthetic files) and their tokens.
+  3. plan   from the N small counts files alone, the same in every task: the val repositories,
+            each (source, language)'s target, and each task's quota of it, in proportion to the
+            train tokens the task holds (largest remainder, so quotas sum to the target).
+  4. write  task k fills its quotas from its own sequences, best-scored repository first (ties by a
+            seeded hash), repeating in passes when short (synthetic files once, phase 2 up to
+            max_passes), the last one cut to land on the quota (it still ends with <|endoftext|>);
+            val sequences once each. Holds: the index rows of one (source, language) of its share
+            (ids and offsets, no text; the tokens are read from a memmap) and the plan.
+Nothing holds the corpus; the largest per-task item is the index of one language of its share.
+A repository's sequence does not depend on the task count; which task cuts it, and where, does.
+
+Shards and manifest as README "Data formats": DIR/shards-synthetic/*.bin (source "synthetic"),
+DIR/shards-phase2/*.bin (source "phase2"), DIR/manifest.json (paths relative to DIR),
+DIR/sequences-KKKKK.jsonl.gz (what each sequence of task K holds, its pass and whether it was cut).
+The shard dirs are prefixed so that synthesize.py's accepted-files folder (DIR/synthetic/ when its
+output is DIR/synthetic.jsonl) is never overwritten. _work/ keeps the stages' files; a rerun with
+the same settings resumes, other settings are refused (delete DIR/_work).
 """
 import argparse
 import json
-import shutil
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from formats import is_docs_path, load_tokenizer, manifest_totals, read_docs, write_docs, write_json, write_manifest
+from prepare import pack
+from prepare.pack import PackConfig, ShardWriter, VAL_KEEP, code_version, sequence_segments, stable_u64, val_hash
+from prepare.pipeline import add_task_args, require_done, run_tasks, task_docs
 
-from formats import is_docs_path, manifest_totals, read_docs, write_docs, write_manifest
-from prepare.pack import PackConfig, ShardWriter, code_version, sequence_segments, stable_u64, val_repos
-from formats import load_tokenizer
+SOURCES = ("synthetic", "phase2")
 
 
 @dataclass
@@ -59,6 +84,7 @@ def synthetic_docs_path(path) -> Path:
         if not (d / "part-00000.jsonl.gz").is_file():
             raise SystemExit(f"phase3: no accepted synthetic files at {d}/part-00000.jsonl.gz; run "
                              f"`python synthesize.py --out {path} --post-only` first")
+        require_done(d, "phase3: synthetic files")
         return d
     if not is_docs_path(path):
         raise SystemExit(f"phase3: --synthetic {path} is neither synthesize.py's output nor a documents dir")
@@ -78,205 +104,307 @@ def phase2_docs_path(path) -> Path:
     path = Path(path)
     for p in (path / "selected", path):
         if p.is_dir() and any(p.glob("part-*.jsonl.gz")):
+            require_done(p, "phase3: phase-2 documents")
             return p
     raise SystemExit(f"phase3: no phase-2 documents in {path}/selected (part-*.jsonl.gz)")
 
 
-class SequenceSource:
-    """One language of one source as a stream of packed sequences (uint16 arrays), tokenized
-    lazily in batches and replayed from memory on later passes."""
-
-    def __init__(self, source: str, lang: str, groups: list, enc, sp: dict, cfg: PackConfig):
-        self.source, self.lang, self.groups, self.enc, self.sp, self.cfg = source, lang, groups, enc, sp, cfg
-        self.done: list = []  # (repo, meta, ids, arr) already tokenized
-
-    def tokens_hint(self) -> int:
-        """Rough size before tokenizing (chars / 3), to split shares between languages."""
-        return sum(len(d["content"]) for _, docs in self.groups for d in docs) // 3 + 1
-
-    def _tokenize(self, start: int, n: int):
-        batch = self.groups[start:start + n]
-        seqs = [(repo,) + sequence_segments(self.lang, repo, docs, self.cfg) for repo, docs in batch]
-        flat = [s for _, _, segs, _ in seqs for s in segs]
-        ids = self.enc.encode_ordinary_batch(flat)
-        j = 0
-        for repo, meta, segs, docs in seqs:
-            toks = []
-            if meta:
-                toks.append(self.sp["<repo_name>"])
-                toks += ids[j]
-                j += 1
-            for _ in docs:
-                toks.append(self.sp["<file_sep>"])
-                toks += ids[j]
-                j += 1
-            toks.append(self.sp["<|endoftext|>"])
-            self.done.append((repo, meta, [d["id"] for d in docs], np.array(toks, dtype=np.uint16)))
-
-    def passes(self, max_passes: int):
-        """Yield (pass, repo, meta, doc ids, tokens), cycling over the groups."""
-        for p in range(max_passes):
-            for i in range(len(self.groups)):
-                if i >= len(self.done):
-                    self._tokenize(i, 64)
-                yield (p,) + self.done[i]
+def pack_config(cfg: Phase3Config, source: str) -> PackConfig:
+    return PackConfig(metadata_prob=cfg.metadata_prob, val_fraction=cfg.val_fraction, seed=cfg.seed, source=source)
 
 
-def fill(source: SequenceSource, target: int, writer: ShardWriter, index: list, bar, max_passes: int) -> dict:
-    """Write sequences from `source` until exactly `target` tokens (the last one cut, ending in EOT)."""
-    eot = source.sp["<|endoftext|>"]
-    got, n_seq, last_pass = 0, 0, 0
-    if target <= 0 or not source.groups:
-        return {"tokens": 0, "sequences": 0, "passes": 0}
-    for p, repo, meta, ids, arr in source.passes(max_passes):
-        need = target - got
-        if need < 2:  # one token cannot hold a sequence; the bucket ends a token short at worst
-            break
-        cut = len(arr) > need
-        if cut:
-            arr = np.concatenate([arr[:need - 1], np.array([eot], dtype=np.uint16)])
-        path, off = writer.write(arr)
-        index.append({"shard": f"shards-{source.source}/{path}", "offset": off, "tokens": len(arr), "split": writer.split,
-                      "language": source.lang, "source": source.source, "repo": repo, "metadata": meta,
-                      "ids": ids, "pass": p, "cut": cut})
-        got += len(arr)
-        n_seq += 1
-        last_pass = p
-        bar.update(len(arr))
-        if got >= target:
-            break
-    return {"tokens": got, "sequences": n_seq, "passes": last_pass + 1}
-
-
-def group_docs(docs, source: str, key_score: bool):
-    """{language: [(repo, [docs])]} with repositories best-scored first (ties by a seeded hash)."""
-    by = {}
-    for d in docs:
-        lang = d.get("language") or "unknown"
-        # a synthetic file is a repository of its own: one file per sequence
-        repo = f"synthetic/{d['id']}" if source == "synthetic" else (d.get("repo") or d["id"])
-        by.setdefault(lang, {}).setdefault(repo, []).append(d)
-    out = {}
-    for lang, repos in by.items():
-        def rank(item):
-            repo, ds = item
-            best = max(float(d.get("score", 0.0) or 0.0) for d in ds) if key_score else 0.0
-            return (-best, stable_u64("phase3", lang, repo))
-        out[lang] = sorted(repos.items(), key=rank)
-    return out
-
-
-def build(synthetic, phase2, tok_path, out_dir, cfg: Phase3Config, progress: bool = True) -> dict:
-    out_dir = Path(out_dir)
-    enc = load_tokenizer(tok_path)
+def special_ids(enc, tok_path) -> dict:
     if enc.n_vocab > 65536:
         raise SystemExit(f"phase3: {tok_path}: {enc.n_vocab} tokens do not fit uint16 shards")
-    sp = {t: enc.encode_single_token(t) for t in ("<|endoftext|>", "<repo_name>", "<file_sep>")}
-    syn_path, p2_path = synthetic_docs_path(synthetic), phase2_docs_path(phase2)
-    syn = group_docs(read_docs(syn_path), "synthetic", key_score=False)
-    p2 = group_docs(read_docs(p2_path), "phase2", key_score=True)
-    if not syn and not p2:
-        raise SystemExit("phase3: no documents in either input")
+    return {t: enc.encode_single_token(t) for t in ("<|endoftext|>", "<repo_name>", "<file_sep>")}
 
-    # validation: a seeded share of each source's repositories, held out before the budget
-    pcfg = PackConfig(metadata_prob=cfg.metadata_prob, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    val = {}
-    for name, groups in (("synthetic", syn), ("phase2", p2)):
-        held = val_repos({lang: {r for r, _ in g} for lang, g in groups.items()}, pcfg)
-        val[name] = {lang: [x for x in g if (lang, x[0]) in held] for lang, g in groups.items()}
-        for lang in groups:
-            groups[lang] = [x for x in groups[lang] if (lang, x[0]) not in held]
 
-    def src(name, lang, groups):
-        return SequenceSource(name, lang, groups, enc, sp, PackConfig(**{**asdict(pcfg), "source": name}))
+# -----------------------------------------------------------------------------
+# stage 2: count (pack every repository of the task's share once, to a work file)
 
-    # targets per (source, language)
+def repo_groups(syn_path, route_dir, k, n_tasks, cfg):
+    """Yield (source, lang, repo, docs, score) for task k's share: its synthetic part files (one file
+    per repository) and its phase-2 buckets, one bucket at a time."""
+    for d in task_docs(syn_path, k, n_tasks):
+        yield "synthetic", d.get("language") or "unknown", f"synthetic/{d['id']}", [d], 0.0
+    pcfg = pack_config(cfg, "phase2")
+    mine, _ = pack.plan(route_dir, n_tasks, pcfg)
+    for _, docs in pack.bucket_docs(route_dir, n_tasks, mine[k]):
+        groups = {}
+        for d in docs:
+            groups.setdefault((pack.group_language(pcfg, d), d.get("repo") or ""), []).append(d)
+        for (lang, repo) in sorted(groups):
+            ds = groups[(lang, repo)]
+            yield "phase2", lang, repo, ds, max(float(d.get("score", 0.0) or 0.0) for d in ds)
+
+
+def count_task(k, n_tasks, syn_path, route_dir, tok_path, work, cfg: Phase3Config):
+    enc = load_tokenizer(tok_path)
+    sp = special_ids(enc, tok_path)
+    work = Path(work)
+    counts = {}      # "source|lang" -> tokens, val_tokens, repos, docs, smallest [[hash, repo, tokens]]
+    bin_path = work / f"seq-{k:05d}.bin"
+    f = open(str(bin_path) + ".tmp", "wb")
+    offset = 0
+
+    def packed(batch):
+        nonlocal offset
+        seqs = [(src, lang, repo, score) + sequence_segments(lang, repo, docs, pack_config(cfg, src))
+                for src, lang, repo, docs, score in batch]
+        ids = enc.encode_ordinary_batch([s for *_, segs, _ in seqs for s in segs])
+        j = 0
+        for src, lang, repo, score, meta, segs, docs in seqs:
+            toks = []
+            for i, _ in enumerate(segs):
+                toks.append(sp["<repo_name>"] if meta and i == 0 else sp["<file_sep>"])
+                toks += ids[j]
+                j += 1
+            toks.append(sp["<|endoftext|>"])
+            arr = np.array(toks, dtype="<u2")
+            arr.tofile(f)
+            c = counts.setdefault(f"{src}|{lang}", {"tokens": 0, "val_tokens": 0, "repos": 0, "docs": 0, "smallest": []})
+            h = val_hash(pack_config(cfg, src), lang, repo)
+            c["tokens"] += len(arr)
+            c["val_tokens"] += len(arr) if h < cfg.val_fraction else 0
+            c["repos"] += 1
+            c["docs"] += len(docs)
+            c["smallest"] = sorted(c["smallest"] + [[h, repo, len(arr)]])[:VAL_KEEP]
+            yield {"source": src, "language": lang, "repo": repo, "metadata": meta, "ids": [d["id"] for d in docs],
+                   "offset": offset, "tokens": len(arr), "score": score}
+            offset += len(arr)
+
+    def rows():
+        batch, chars = [], 0
+        for g in repo_groups(syn_path, work.parent / "route", k, n_tasks, cfg):
+            batch.append(g)
+            chars += sum(len(d["content"]) for d in g[3])
+            if len(batch) >= 64 or chars > 8_000_000:
+                yield from packed(batch)
+                batch, chars = [], 0
+        yield from packed(batch)
+
+    n = write_docs(work / f"index-{k:05d}.jsonl.gz", rows())
+    f.close()
+    os.replace(str(bin_path) + ".tmp", bin_path)
+    write_json(work / f"counts-{k:05d}.json", counts)
+    docs = sum(c["docs"] for c in counts.values())
+    return {"sequences": n, "tokens": offset, "docs_in": docs, "docs_out": docs}
+
+
+# -----------------------------------------------------------------------------
+# stage 3: the plan, from the counts files alone (every task computes the same one)
+
+def split_largest_remainder(total: int, weights: dict) -> dict:
+    """{key: int} summing to total, in proportion to weights (largest remainder, ties by key)."""
+    w = sum(weights.values())
+    if total <= 0 or w <= 0:
+        return {k: 0 for k in weights}
+    share = {k: total * v / w for k, v in weights.items()}
+    take = {k: int(v) for k, v in share.items()}
+    for k in sorted(share, key=lambda k: (-(share[k] - take[k]), k))[:total - sum(take.values())]:
+        take[k] += 1
+    return take
+
+
+def make_plan(work, n_tasks, cfg: Phase3Config) -> dict:
+    """{"val": {key: forced val repo}, "targets": {key: tokens}, "quota": {key: [tokens per task]},
+    "avail": {key: train tokens}}, keys "source|lang"."""
+    counts = [json.loads((Path(work) / f"counts-{k:05d}.json").read_text()) for k in range(n_tasks)]
+    keys = sorted({key for c in counts for key in c})
+    forced, train = {}, {}
+    for key in keys:
+        smallest = sorted((h, r, n, k) for k, c in enumerate(counts) if key in c for h, r, n in c[key]["smallest"])
+        repos = sum(c[key]["repos"] for c in counts if key in c)
+        per_task = [c[key]["tokens"] - c[key]["val_tokens"] if key in c else 0 for c in counts]
+        if smallest and smallest[0][0] >= cfg.val_fraction and repos >= VAL_KEEP:   # pack.val_repos' rule
+            h, r, n, k = smallest[0]
+            forced[key] = r
+            per_task[k] -= n
+        train[key] = per_task
+    avail = {key: sum(v) for key, v in train.items()}
+    lang_of = {key: key.split("|", 1)[1] for key in keys}
+    src_of = {key: key.split("|", 1)[0] for key in keys}
+    passes = {key: 1 if src_of[key] == "synthetic" else cfg.max_passes for key in keys}
+    cap = {key: avail[key] * passes[key] for key in keys}
+
     B = cfg.budget_tokens
-    has_py = bool(syn.get("Python") or p2.get("Python"))
-    has_other = any(g for l, g in list(syn.items()) + list(p2.items()) if l != "Python")
+    has_py = any(avail[k] for k in keys if lang_of[k] == "Python")
+    has_other = any(avail[k] for k in keys if lang_of[k] != "Python")
     py_target = round(B * cfg.python_share) if has_py and has_other else (B if has_py else 0)
-    if not (has_py and has_other):
-        print(f"phase3: warning: no {'non-Python' if has_py else 'Python'} data; the budget is all "
-              f"{'Python' if has_py else 'other languages'}", flush=True)
-    other_target = B - py_target
+    targets = {}
+    left = py_target
+    for src in SOURCES:         # Python: synthetic first, then phase 2
+        key = f"{src}|Python"
+        if key in cap and cap[key] and left >= 2:
+            targets[key] = min(left, cap[key])
+            left -= targets[key]
+    left = B - py_target
+    for key in sorted(k for k in keys if src_of[k] == "synthetic" and lang_of[k] != "Python"):
+        if cap[key] and left >= 2:
+            targets[key] = min(left, cap[key])
+            left -= targets[key]
+    p2 = [k for k in keys if src_of[k] == "phase2" and lang_of[k] != "Python" and cap[k]]
+    if left >= 2 and p2:
+        take, carry = split_largest_remainder(left, {k: avail[k] for k in p2}), 0
+        for key in p2:          # a language short of its share (max_passes) hands the rest to the next
+            targets[key] = min(take[key] + carry, cap[key])
+            carry = take[key] + carry - targets[key]
+    quota = {}
+    for key, t in targets.items():
+        q = split_largest_remainder(t, dict(enumerate(train[key])))
+        q = [q[k] for k in range(n_tasks)]
+        for k in range(n_tasks):            # a 1-token quota cannot hold a sequence: give it to the largest
+            if q[k] == 1 and max(q) > 1:
+                q[k] = 0
+                q[q.index(max(q))] += 1
+        quota[key] = q
+    return {"val": forced, "targets": targets, "quota": quota, "avail": avail,
+            "python_target": py_target, "warn": not (has_py and has_other), "has_py": has_py}
 
-    for d in (out_dir / "shards-synthetic", out_dir / "shards-phase2"):
-        if d.exists():
-            shutil.rmtree(d)  # a rerun rewrites the shards from scratch
-        d.mkdir(parents=True)
-    writers, index, report = {}, [], {}
 
-    def writer(name, split, lang):
-        if (name, split, lang) not in writers:
-            writers[(name, split, lang)] = ShardWriter(out_dir / f"shards-{name}", split, lang, 0,
-                                                       PackConfig(**{**asdict(pcfg), "source": name}))
-        return writers[(name, split, lang)]
+# -----------------------------------------------------------------------------
+# stage 4: write the shards
 
-    bar = tqdm(total=B, desc="phase3 mix", unit="tok", unit_scale=True, disable=not progress)
-    # Python: synthetic first, then phase 2 (repeated if short)
-    got = 0
-    if syn.get("Python"):
-        r = fill(src("synthetic", "Python", syn["Python"]), py_target, writer("synthetic", "train", "Python"),
-                 index, bar, 1)
-        report["synthetic/Python"] = r
-        got += r["tokens"]
-    if py_target - got >= 2 and p2.get("Python"):
-        r = fill(src("phase2", "Python", p2["Python"]), py_target - got, writer("phase2", "train", "Python"),
-                 index, bar, cfg.max_passes)
-        report["phase2/Python"] = r
-        got += r["tokens"]
-    # other languages: synthetic first (best files of every language in turn), then phase 2 by its mix
-    got_o = 0
-    for lang in sorted(l for l in syn if l != "Python"):
-        left = other_target - got_o
-        if left < 2:
-            break
-        r = fill(src("synthetic", lang, syn[lang]), left, writer("synthetic", "train", lang), index, bar, 1)
-        report[f"synthetic/{lang}"] = r
-        got_o += r["tokens"]
-    langs = sorted(l for l in p2 if l != "Python" and p2[l])
-    left = other_target - got_o
-    if left >= 2 and langs:
-        sources = {l: src("phase2", l, p2[l]) for l in langs}
-        hint = {l: s.tokens_hint() for l, s in sources.items()}
-        share = {l: left * h / sum(hint.values()) for l, h in hint.items()}
-        take = {l: int(v) for l, v in share.items()}
-        for l in sorted(share, key=lambda k: -(share[k] - take[k]))[:left - sum(take.values())]:
-            take[l] += 1
-        carry = 0
-        for l in langs:  # a language that falls short (max_passes) hands its rest to the next
-            r = fill(sources[l], take[l] + carry, writer("phase2", "train", l), index, bar, cfg.max_passes)
-            report[f"phase2/{l}"] = r
-            carry = take[l] + carry - r["tokens"]
-            got_o += r["tokens"]
-    bar.close()
-    # validation sequences, once each
-    for name, groups in val.items():
-        for lang, g in groups.items():
-            if g:
-                fill(src(name, lang, g), 1 << 62, writer(name, "val", lang), index, tqdm(disable=True), 1)
+def write_task(k, n_tasks, out_dir, work, cfg: Phase3Config):
+    out_dir, work = Path(out_dir), Path(work)
+    plan = make_plan(work / "count", n_tasks, cfg)
+    for src in SOURCES:
+        (out_dir / f"shards-{src}").mkdir(parents=True, exist_ok=True)
+        for old in (out_dir / f"shards-{src}").glob(f"*-{k:05d}*.bin"):   # an earlier attempt's
+            old.unlink()
+    bin_path = work / "count" / f"seq-{k:05d}.bin"
+    toks = np.memmap(bin_path, dtype="<u2", mode="r") if bin_path.stat().st_size else np.zeros(0, "<u2")
+    index = work / "count" / f"index-{k:05d}.jsonl.gz"
+    writers, fill, docs_used = {}, {}, 0
 
+    def writer(src, split, lang):
+        if (src, split, lang) not in writers:
+            writers[(src, split, lang)] = ShardWriter(out_dir / f"shards-{src}", split, lang, k, pack_config(cfg, src))
+        return writers[(src, split, lang)]
+
+    def rows():
+        nonlocal docs_used
+        seen = sorted({(r["source"], r["language"]) for r in read_docs(index)})
+        for src, lang in seen:
+            key = f"{src}|{lang}"
+            pcfg = pack_config(cfg, src)
+            mine = [r for r in read_docs(index) if r["source"] == src and r["language"] == lang]
+            is_val = [val_hash(pcfg, lang, r["repo"]) < cfg.val_fraction or plan["val"].get(key) == r["repo"]
+                      for r in mine]
+            for r, v in zip(mine, is_val):       # val: every held-out repository once
+                if v:
+                    path, off = writer(src, "val", lang).write(np.asarray(toks[r["offset"]:r["offset"] + r["tokens"]]))
+                    docs_used += len(r["ids"])
+                    yield seq_row(r, src, "val", path, off, r["tokens"], 0, False)
+            train = sorted((r for r, v in zip(mine, is_val) if not v),
+                           key=lambda r: (-r["score"], stable_u64("phase3", lang, r["repo"])))
+            q = plan["quota"].get(key, [0] * n_tasks)[k]
+            got, n_seq, last_pass = 0, 0, 0
+            for p in range(1 if src == "synthetic" else cfg.max_passes):
+                if q - got < 2 or not train:
+                    break
+                for r in train:
+                    need = q - got
+                    if need < 2:        # one token cannot hold a sequence: at worst a token short
+                        break
+                    arr = np.asarray(toks[r["offset"]:r["offset"] + r["tokens"]])
+                    n = len(arr)
+                    if n > need:
+                        n = need
+                    elif n == need - 1 and n >= 3:
+                        n -= 1          # leave two tokens, not one, for the next (cut) sequence
+                    cut = n < len(arr)
+                    if cut:
+                        arr = np.concatenate([arr[:n - 1], arr[-1:]])   # still ends with <|endoftext|>
+                    path, off = writer(src, "train", lang).write(arr)
+                    docs_used += len(r["ids"]) if p == 0 else 0
+                    got += n
+                    n_seq += 1
+                    last_pass = p
+                    yield seq_row(r, src, "train", path, off, n, p, cut)
+            if key in plan["targets"]:
+                fill[key] = {"tokens": got, "sequences": n_seq, "passes": last_pass + 1 if n_seq else 0}
+
+    n_rows = write_docs(out_dir / f"sequences-{k:05d}.jsonl.gz", rows())
     shards = []
-    for (name, split, lang), w in writers.items():
+    for (src, split, lang), w in writers.items():
         w.close()
-        for s in w.shards:
-            shards.append({**s, "path": f"shards-{name}/{s['path']}", "source": name})
+        shards += [{**s, "path": f"shards-{src}/{s['path']}", "source": src} for s in w.shards]
+    write_json(work / "write" / f"result-{k:05d}.json", {"shards": shards, "fill": fill, "documents": docs_used,
+                                                             "sequences": n_rows})
+    return {"tokens": sum(s["tokens"] for s in shards if s["split"] == "train"), "sequences": n_rows,
+            "docs_out": docs_used}
+
+
+def seq_row(r, src, split, path, off, n, p, cut):
+    return {"shard": f"shards-{src}/{path}", "offset": off, "tokens": n, "split": split, "language": r["language"],
+            "source": src, "repo": r["repo"], "metadata": r["metadata"], "ids": r["ids"], "pass": p, "cut": cut}
+
+
+# -----------------------------------------------------------------------------
+
+def build(synthetic, phase2, tok_path, out_dir, cfg: Phase3Config, progress: bool = True, tasks: int = 1,
+          task=None, workers=None) -> dict | None:
+    out_dir = Path(out_dir)
+    enc = load_tokenizer(tok_path)
+    special_ids(enc, tok_path)
+    syn_path, p2_path = synthetic_docs_path(synthetic), phase2_docs_path(phase2)
+    work = out_dir / "_work"
+    base = dict(synthetic=str(syn_path.resolve()), phase2=str(p2_path.resolve()), tokenizer=str(Path(tok_path).resolve()),
+                val_fraction=cfg.val_fraction, metadata_prob=cfg.metadata_prob, seed=cfg.seed)
+    common = dict(task=task, workers=workers, quiet=not progress)
+
+    def wait(stage):
+        print(f"phase3: {stage} pending in other tasks; rerun when all {tasks} are done", flush=True)
+
+    pcfg = pack_config(cfg, "phase2")
+    if run_tasks(work / "route", tasks, pack.route_task, args=(str(p2_path), str(work / "route"), pcfg),
+                 name="phase3/route", settings=base, **common) is None:
+        return wait("route")
+    if run_tasks(work / "count", tasks, count_task, args=(str(syn_path), str(work / "count"), str(tok_path),
+                                                          str(work / "count"), cfg),
+                 name="phase3/count", settings=base, **common) is None:
+        return wait("count")
+    plan = make_plan(work / "count", tasks, cfg)
+    if not plan["avail"] or not any(plan["avail"].values()):
+        raise SystemExit("phase3: no documents in either input")
+    if plan["warn"]:
+        print(f"phase3: warning: no {'non-Python' if plan['has_py'] else 'Python'} data; the budget is all "
+              f"{'Python' if plan['has_py'] else 'other languages'}", flush=True)
+    if run_tasks(work / "write", tasks, write_task, args=(str(out_dir), str(work), cfg), name="phase3/write",
+                 settings=dict(base, **asdict(cfg)), **common) is None:
+        return wait("write")
+
+    shards, fill, documents, n_out = [], {}, 0, 0
+    for k in range(tasks):
+        res = json.loads((work / "write" / f"result-{k:05d}.json").read_text())
+        shards += res["shards"]
+        documents += res["documents"]
+        n_out += res["sequences"]
+        for key, r in res["fill"].items():
+            f = fill.setdefault(key.replace("|", "/"), {"target": plan["targets"][key], "tokens": 0, "sequences": 0,
+                                                        "passes": 0})
+            f["tokens"] += r["tokens"]
+            f["sequences"] += r["sequences"]
+            f["passes"] = max(f["passes"], r["passes"])
     shards.sort(key=lambda s: (s["split"] != "train", s["source"], s["language"], s["path"]))
     totals = manifest_totals(shards)
     tpl, tps, train = totals["tokens_per_language"], totals["tokens_per_source"], totals["tokens_train"]
     py_share = tpl.get("Python", 0) / max(1, train)
-    write_docs(out_dir / "sequences-00000.jsonl.gz", index)  # deterministic gzip, atomic (as pack)
+    n_seq = sum(json.loads((work / "count" / f"stats-{k:05d}.json").read_text())["sequences"] for k in range(tasks))
     man = {"vocab_size": enc.n_vocab, "eot_id": enc.eot_token, "shards": shards, **totals,
-           "python_share": round(py_share, 6),
-           "documents": len({i for r in index for i in r["ids"]}), "sequences": len(index),
+           "python_share": round(py_share, 6), "documents": documents, "sequences_packed": n_seq,
+           "sequences": n_out,
            "documents_dir": str(syn_path.resolve()), "phase2_documents_dir": str(p2_path.resolve()),
-           "fill": report, "settings": asdict(cfg), "code_version": code_version()}
+           "fill": fill, "settings": dict(asdict(cfg), n_tasks=tasks), "code_version": code_version()}
     man = json.loads(write_manifest(out_dir, man, tokenizer=tok_path).read_text())
-    print(f"phase3: {train:,} train tokens (budget {B:,}), Python {py_share:.1%}, "
+    print(f"phase3: {train:,} train tokens (budget {cfg.budget_tokens:,}), Python {py_share:.1%}, "
           + ", ".join(f"{k} {v:,}" for k, v in tps.items()) + f"; {man['tokens_val']:,} val tokens", flush=True)
-    for k, r in report.items():
-        if k.startswith("phase2/") and r["passes"] > 1:
-            print(f"phase3: {k}: phase 2 had too little, repeated over {r['passes']} passes", flush=True)
+    for key, r in fill.items():
+        if key.startswith("phase2/") and r["passes"] > 1:
+            print(f"phase3: {key}: phase 2 had too little, repeated over {r['passes']} passes", flush=True)
+        if r["tokens"] < r["target"]:
+            print(f"phase3: {key}: {r['tokens']:,} of its {r['target']:,} target tokens", flush=True)
     return man
 
 
@@ -293,12 +421,13 @@ def main(argv=None):
     ap.add_argument("--metadata-prob", type=float, default=d.metadata_prob, help="as prepare/pack.py")
     ap.add_argument("--seed", type=int, default=d.seed, help="val choice and file order")
     ap.add_argument("--max-passes", type=int, default=d.max_passes, help="most repeats of phase-2 data")
+    add_task_args(ap)
     a = ap.parse_args(argv)
     if a.budget_tokens <= 0 or not 0.0 <= a.python_share <= 1.0:
         ap.error("--budget-tokens must be > 0 and --python-share in [0, 1]")
     cfg = Phase3Config(budget_tokens=a.budget_tokens, python_share=a.python_share, val_fraction=a.val_fraction,
                        metadata_prob=a.metadata_prob, seed=a.seed, max_passes=a.max_passes)
-    build(a.synthetic, a.phase2, a.tokenizer, a.out, cfg)
+    return build(a.synthetic, a.phase2, a.tokenizer, a.out, cfg, tasks=a.tasks, task=a.task, workers=a.workers)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,62 @@ def test_missing_synthetic_docs_is_one_clear_error(inputs, tmp_path, tiny_tokeni
     with pytest.raises(SystemExit, match="post-only"):
         phase3.main(["--synthetic", str(raw), "--phase2", str(root / "p2"), "--tokenizer", str(tiny_tokenizer_path),
                      "--budget-tokens", "1000", "--out", str(tmp_path / "o")])
+
+
+def run_p3(root, tok, out, budget, *extra):
+    return phase3.main(["--synthetic", str(root / "p3" / "synthetic.jsonl"), "--phase2", str(root / "p2"),
+                        "--tokenizer", str(tok), "--budget-tokens", str(budget), "--out", str(out), *extra])
+
+
+def train_by_repo(out):
+    """{(source, language, repo): the tokens of its pass-0 sequence} and the val sequences, from
+    every task's sequence index and the shards."""
+    rows = [json.loads(line) for f in sorted(out.glob("sequences-*.jsonl.gz")) for line in gzip.open(f, "rt")]
+    seqs, val = {}, {}
+    for r in rows:
+        a = np.fromfile(out / r["shard"], dtype="<u2")[r["offset"]: r["offset"] + r["tokens"]].tolist()
+        if r["split"] == "val":
+            val[(r["source"], r["language"], r["repo"])] = a
+        elif r["pass"] == 0:
+            seqs[(r["source"], r["language"], r["repo"], r["cut"])] = a
+    return seqs, val
+
+
+def test_two_task_array_equals_one_task_run(inputs, tmp_path, tiny_tokenizer_path, tiny_tokenizer):
+    """--tasks 2 run as an array (--task 0, --task 1, rerun until every stage is done) gives the one-task run's
+    token totals, the same val sequences, and every repository packed to the same tokens (a cut one
+    to a prefix of them); a rerun of the finished array changes no byte."""
+    root, _, _ = inputs
+    one = run_p3(root, tiny_tokenizer_path, tmp_path / "one", 200_000)
+    out = tmp_path / "two"
+    man, rounds = None, 0
+    while man is None:           # route, count and write: each stage needs every task before the next
+        rounds += 1
+        assert rounds <= 3, "the array did not finish in three rounds"
+        assert run_p3(root, tiny_tokenizer_path, out, 200_000, "--tasks", "2", "--task", "0") is None
+        man = run_p3(root, tiny_tokenizer_path, out, 200_000, "--tasks", "2", "--task", "1")
+    assert rounds == 2          # task 1 finishes route and goes on to count, task 0 count and on to write
+    for k in ("tokens_train", "tokens_val", "tokens_per_language", "tokens_per_source", "documents"):
+        assert man[k] == one[k], k
+    assert {s["path"].rsplit("-", 1)[-1] for s in man["shards"]} == {"00000.bin", "00001.bin"}   # both tasks wrote
+    assert abs(man["python_share"] - 0.5) < 0.001
+    s1, v1 = train_by_repo(tmp_path / "one")
+    s2, v2 = train_by_repo(out)
+    assert v1 == v2 and v1
+    rows = [json.loads(line) for f in sorted(out.glob("sequences-*.jsonl.gz")) for line in gzip.open(f, "rt")]
+    assert man["documents"] == len({i for r in rows for i in r["ids"]}) and man["sequences"] == len(rows)
+    full1 = {k[:3]: a for k, a in s1.items() if not k[3]}
+    for (src, lang, repo, cut), a in s2.items():
+        ref = full1.get((src, lang, repo)) or s1[(src, lang, repo, True)]
+        if cut:
+            assert a[-1] == tiny_tokenizer.eot_token and a[:-1] == ref[:len(a) - 1]
+        else:
+            assert a == ref
+    # a rerun of the finished array: every task skipped, the same shards and manifest totals
+    before = {p: p.read_bytes() for p in out.rglob("*.bin") if "_work" not in p.parts}
+    again = run_p3(root, tiny_tokenizer_path, out, 200_000, "--tasks", "2")
+    assert {p: p.read_bytes() for p in out.rglob("*.bin") if "_work" not in p.parts} == before
+    assert again["tokens_per_language"] == man["tokens_per_language"]
+    # other settings on the same dir are refused, not mixed in
+    with pytest.raises(SystemExit, match="other settings"):
+        run_p3(root, tiny_tokenizer_path, out, 100_000, "--tasks", "2")
