@@ -7,7 +7,9 @@ same weights (issue 15's CPU benchmark):
 
 One step = forward with the loss, backward, AdamW. Both models are built in this process from
 one set of weights (checked: the same logits), and their steps alternate, so a busy machine
-slows both alike; tokens/s is the median over the timed steps. Peak memory is the high-water
+slows both alike; tokens/s is the median over the timed steps, and tokens/CPU-s the same per
+second of this process's CPU time (steadier when other jobs share the cores; with --threads 1
+it is the work itself, free of OpenMP's spinning). Peak memory is the high-water
 mark of a child process's resident memory over its first two steps (Linux's VmHWM, reset just
 before them), minus its resident memory then (the models built, nothing run), one child per
 model; glibc is told to map every
@@ -152,21 +154,26 @@ def main():
           f"logits max |diff| {diff:.1e}")
     fns = step_fns(ours, theirs, x, y)
     times = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}  # CPU seconds: steadier than wall time on a shared machine
     for name, fn in fns.items():  # warm-up (allocations, AdamW state)
         fn()
     for _ in range(args.steps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     del fns, ours, theirs
     mem = {name: peak_memory(name, argv) for name in times}
-    print(f"{'':>14s} {'tokens/s':>10s} {'step peak memory':>18s}")
+    print(f"{'':>14s} {'tokens/s':>10s} {'tokens/CPU-s':>13s} {'step peak memory':>18s}")
     for name in times:
-        print(f"{name:>14s} {tokens / statistics.median(times[name]):10.0f} {mem[name]['step_peak'] / 2**20:14.0f} MiB")
+        print(f"{name:>14s} {tokens / statistics.median(times[name]):10.0f} {tokens / statistics.median(cpu[name]):13.0f} "
+              f"{mem[name]['step_peak'] / 2**20:14.0f} MiB")
     speed = statistics.median(times["transformers"]) / statistics.median(times["ours"])
+    speed_cpu = statistics.median(cpu["transformers"]) / statistics.median(cpu["ours"])
     ratio = mem["ours"]["step_peak"] / mem["transformers"]["step_peak"]
-    print(f"{'ours / hf':>14s} {speed:9.2f}x {ratio:17.2f}x   (target: tokens/s >= 1.0x, peak memory <= 0.6x)")
+    print(f"{'ours / hf':>14s} {speed:9.2f}x {speed_cpu:12.2f}x {ratio:17.2f}x   "
+          "(target: tokens/s >= 1.0x, peak memory <= 0.6x)")
 
 
 if __name__ == "__main__":

@@ -152,7 +152,10 @@ def linear_cross_entropy(h, weight, targets, backend):
     from kernels import cross_entropy
     if use_triton(backend, h):
         return cross_entropy.fused_linear_cross_entropy(h, weight, targets, ignore_index=-1)
-    return cross_entropy.linear_cross_entropy_chunked(h, weight, targets, ignore_index=-1)
+    # the PyTorch row step makes a few fp32 temporaries per chunk: smaller chunks (16M logits)
+    # keep them in a CPU's caches and the peak low
+    chunk = max(1, (1 << 24) // weight.shape[0])
+    return cross_entropy.linear_cross_entropy_chunked(h, weight, targets, ignore_index=-1, chunk=chunk)
 
 
 class Attention(nn.Module):
