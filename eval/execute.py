@@ -218,26 +218,18 @@ def _digit_distance(a, b):  # Mbpp/558's oracle: pad the shorter number with zer
 
 
 def _is_floats(x) -> bool:
+    """EvalPlus's rule for "this answer is floats": a float, or a non-empty list/tuple of floats."""
     return isinstance(x, float) or (isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, float) for v in x))
 
 
-def _close(a, b, tol) -> bool:
-    """a == b with |a - b| <= tol + 1e-7 |b| for numbers, NaN == NaN, recursively."""
-    if isinstance(a, float) or isinstance(b, float):
-        if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
-            return False
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        if math.isinf(a) or math.isinf(b):
-            return a == b
-        return abs(a - b) <= tol + 1e-7 * abs(b)
-    if type(a) is not type(b):
+def _allclose(out, exp, atol) -> bool:
+    """EvalPlus's tolerant comparison: same type (and length), then numpy allclose with rtol 1e-7."""
+    import numpy as np
+    if type(out) is not type(exp):
         return False
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
-    return a == b
+    if isinstance(exp, (list, tuple)) and len(out) != len(exp):
+        return False
+    return bool(np.allclose(out, exp, rtol=1e-07, atol=atol))
 
 
 def outputs_match(out, exp, problem: dict, args) -> bool:
@@ -260,12 +252,12 @@ def outputs_match(out, exp, problem: dict, args) -> bool:
                 return True
             if ep == "digit_distance_nums" and out == _digit_distance(*args):
                 return True
-        if out == exp:
-            return True
-        tol = atol or (1e-6 if _is_floats(exp) else 0.0)
-        if tol and type(out) is not type(exp):
-            return False
-        return _close(out, exp, tol)
+        exact = out == exp
+        if atol == 0 and _is_floats(exp):
+            atol = 1e-6  # EvalPlus: floats get 1e-6 when the task gives no atol
+        if not exact and atol != 0:
+            return _allclose(out, exp, atol)
+        return bool(exact)  # everything else: Python equality, nothing more (1e98 is not 10**98)
     except Exception:
         return False
 

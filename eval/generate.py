@@ -13,8 +13,8 @@ import os
 from tqdm import tqdm
 
 from formats import AppendLog, read_jsonl
-from eval.prompts import build_prompt, stop_strings, program_from_completion
-from eval.sanitize import cut_at_stop, sanitize
+from eval.prompts import build_prompt, stop_strings
+from eval.sanitize import sample_program
 
 
 # ---------------------------------------------------------------------------- backends
@@ -70,9 +70,8 @@ def generate_samples(problems: list[dict], out_path, model, n_samples: int = 1, 
         reuse = reuse if reuse is not None else {}
 
         def row(p, s, raw):
-            completion = cut_at_stop(raw, stop_strings(p))
-            return dict(task_id=p["task_id"], sample=s, completion=completion,
-                        solution=sanitize(program_from_completion(p, completion), p["entry_point"]), raw=raw)
+            completion, program = sample_program(p, raw)
+            return dict(task_id=p["task_id"], sample=s, completion=completion, solution=program, raw=raw)
 
         ready = [(p, s) for p, s in todo if (build_prompt(p), s) in reuse]
         if ready:

@@ -22,7 +22,7 @@ from eval.generate import generate_samples
 from formats import AppendLog, read_jsonl
 from eval.metrics import summarize, write_results, markdown_table
 from eval.prompts import build_prompt
-from eval.sanitize import sanitize
+from eval.sanitize import ground_truth_program
 
 
 def parse_args(argv=None):
@@ -71,7 +71,8 @@ def samples_for(task, problems, args, out, model, reuse):
     """Sample rows (task_id, sample, solution) for `task`, generating what is missing."""
     path = out / f"samples-{task}.jsonl"
     if args.ground_truth:
-        return [dict(task_id=p["task_id"], sample=0, solution=p["canonical"], canonical=True) for p in problems]
+        # the canonical solution goes through exactly the path of a model's completion
+        return [dict(task_id=p["task_id"], sample=0, solution=ground_truth_program(p), canonical=True) for p in problems]
     if args.samples:
         rows, seen = read_jsonl(args.samples), {}
         by_id = {p["task_id"]: p for p in problems}
@@ -84,8 +85,9 @@ def samples_for(task, problems, args, out, model, reuse):
                 continue
             s = r.get("sample", seen.get(r["task_id"], 0))
             seen[r["task_id"]] = s + 1
+            # as EvalPlus: a solution runs as written, a completion after the task's full prompt; no sanitizing here
             code = r["solution"] if "solution" in r else p["prompt"] + r["completion"]
-            outr.append(dict(task_id=r["task_id"], sample=s, solution=sanitize(code, p["entry_point"])))
+            outr.append(dict(task_id=r["task_id"], sample=s, solution=code))
         return outr
     if args.stage == "execute":
         return read_jsonl(path)

@@ -2,11 +2,15 @@
 Turning a raw completion into the program we execute.
 
 1. cut_at_stop: the text before the first stop string (generation may overshoot by a few tokens).
-2. sanitize: keep the syntactically valid code the entry point needs. The longest prefix of lines
-   that parses is kept (a completion cut by max_new_tokens ends mid-statement), then, from the
-   module's top level: every import, the entry point, and the definitions it reaches by name
-   (functions, classes, assignments), transitively. Everything else (test calls, prints,
-   `if __name__ == "__main__":` blocks, stray prose) is dropped, in source order otherwise.
+2. sanitize: the longest prefix of lines that parses (a completion cut by max_new_tokens ends
+   mid-statement; a chat answer's fenced block first), then, from the module's top level, in source
+   order: every import, function and class (prompt helpers such as HumanEval/38's encode_cyclic
+   that check() calls), every top-level call except print (a memo seeded by a call, a sys.exit the
+   program really makes), and every other statement (assignment, loop filling a table, if/try/with
+   around a def) that touches a name the kept code uses, to a fixed point. Dropped: top-level
+   asserts and prints (the model's own tests), `if __name__ == "__main__":` blocks, unused state.
+   Like EvalPlus, this runs once, when a sample is generated; the program is then run as written
+   (a samples file's "solution" is never sanitized again).
 """
 import ast
 import re
@@ -64,10 +68,23 @@ def _is_main_guard(node) -> bool:
             and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError):
+        return False
+
+
+def _is_print(node) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id == "print")
+
+
 def sanitize(code: str, entry_point: str = None) -> str:
-    """The parts of `code` the function `entry_point` needs (see the module docstring). With no
-    entry point, or when it is not defined, every import and definition is kept."""
-    if "```" in code:  # a chat-style answer: take the fenced block that defines the entry point
+    """The program for a raw completion (see the module docstring). Called once, at generation
+    time; the program is then run as written."""
+    if "```" in code and not _parses(code):  # a chat answer: the fenced block that defines the entry point
         blocks = _FENCE.findall(code)
         pick = [b for b in blocks if entry_point and re.search(rf"def\s+{re.escape(entry_point)}\s*\(", b)]
         if pick or blocks:
@@ -75,33 +92,45 @@ def sanitize(code: str, entry_point: str = None) -> str:
     tree, lines = _longest_parsable(code)
     if tree is None:
         return code  # nothing parses: run it as is, it will fail with the real error
-    body = [n for n in tree.body if not _is_main_guard(n)]
-    imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    defs = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
-                                              ast.AnnAssign, ast.AugAssign, ast.If, ast.Try, ast.With))]
-    defined = {}
-    for n in defs:
-        for name in _defines(n):
-            defined.setdefault(name, []).append(n)
-    has_entry = entry_point is not None and any(
-        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry_point for n in defs)
-    if has_entry:
-        keep, todo, seen = set(), [entry_point], set()
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            for n in defined.get(name, []):
-                if id(n) not in keep:
-                    keep.add(id(n))
-                    todo.extend(_uses(n))
-        kept = [n for n in body if id(n) in keep or n in imports]
-    else:
-        kept = [n for n in body if n in imports or isinstance(
-            n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign))]
+    body = [n for n in tree.body if not _is_main_guard(n) and not isinstance(n, ast.Assert) and not _is_print(n)]
+    # always kept: imports, every function and class (helpers the tests call, e.g. HumanEval/38's
+    # encode_cyclic), and other top-level calls (a memo seeded by f(30), a sys.exit the program asks for)
+    always = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                                                ast.ClassDef, ast.Expr))]
+    keep = {id(n) for n in always}
+    needed = set().union(*(_uses(n) | _defines(n) for n in always)) | ({entry_point} if entry_point else set())
+    # state statements (assignments, loops filling a table, if/try/with around a def) are kept when
+    # they touch a needed name; what they use becomes needed in turn (to a fixed point)
+    changed = True
+    while changed:
+        changed = False
+        for n in body:
+            if id(n) not in keep and (_uses(n) | _defines(n)) & needed:
+                keep.add(id(n))
+                needed |= _uses(n) | _defines(n)
+                changed = True
     out = []
-    for n in kept:
-        start = min([d.lineno for d in getattr(n, "decorator_list", [])] + [n.lineno]) - 1
-        out.append("".join(lines[start:n.end_lineno]).rstrip("\n"))
+    for n in body:
+        if id(n) in keep:
+            start = min([d.lineno for d in getattr(n, "decorator_list", [])] + [n.lineno]) - 1
+            out.append("".join(lines[start:n.end_lineno]).rstrip("\n"))
     return "\n".join(out) + "\n"
+
+
+def sample_program(problem: dict, raw: str):
+    """(completion, program) for a raw completion of build_prompt(problem): cut at the stop strings,
+    joined to the prompt, sanitized. The one path every sample takes, the ground truth included."""
+    from eval.prompts import stop_strings, program_from_completion
+    completion = cut_at_stop(raw, stop_strings(problem))
+    return completion, sanitize(program_from_completion(problem, completion), problem["entry_point"])
+
+
+def ground_truth_completion(problem: dict) -> str:
+    """The canonical solution as a model would have written it: the text after build_prompt(problem)."""
+    from eval.prompts import build_prompt
+    prompt, canon = build_prompt(problem), problem["canonical"]
+    return canon[len(prompt):] if canon.startswith(prompt) else canon
+
+
+def ground_truth_program(problem: dict) -> str:
+    return sample_program(problem, ground_truth_completion(problem))[1]

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from eval.execute import Job, Limits, make_problems, run_jobs, outputs_match
+from eval.sanitize import ground_truth_program
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +26,14 @@ def _fails(v):
 
 # ------------------------------------------------------------------ ground truth (full, as CI must run)
 def test_humaneval_ground_truth_164(he):
-    res = run_jobs([Job(p, p["canonical"]) for p in he.values()])
+    res = run_jobs([Job(p, ground_truth_program(p)) for p in he.values()])  # the model-sample path
     bad = [(v["task_id"], v.get("first_failure")) for v in res if not v["passed"]]
     assert len(res) == 164 and not bad, bad
 
 
 def test_humaneval_plus_ground_truth_164(hep):
     probs = list(hep.values())
-    res = run_jobs([Job(p, p["canonical"]) for p in probs])
+    res = run_jobs([Job(p, ground_truth_program(p)) for p in probs])
     bad = [(v["task_id"], v.get("first_failure")) for v in res if not v["passed"]]
     assert len(res) == 164 and not bad, bad
     # every base and plus input really ran (122,683 plus inputs in v0.1.10)
@@ -44,7 +45,7 @@ def test_humaneval_plus_ground_truth_164(hep):
 def test_mbpp_plus_ground_truth_all(bench_dir):
     probs = make_problems("mbpp+", bench_dir)
     assert len(probs) == 378 and "pre-release" in probs[0]["version"]
-    res = run_jobs([Job(p, p["canonical"]) for p in probs])
+    res = run_jobs([Job(p, ground_truth_program(p)) for p in probs])
     bad = [(v["task_id"], v.get("first_failure")) for v in res if not v["passed"]]
     assert not bad, bad  # Mbpp/255 and 392 included: the memory limit is per task, not per cache
 
@@ -174,7 +175,11 @@ def test_hostile_samples_contained(he, hep, tmp_path):
 def test_outputs_match_rules(hep):
     p = dict(hep["HumanEval/0"])
     nan = float("nan")
-    assert outputs_match([1.0, nan], [1.0, nan], dict(p, atol=0.0), None)  # NaN equals NaN
+    assert not outputs_match([1.0, nan], [1.0, float("nan")], dict(p, atol=0.0), None)  # EvalPlus: allclose, NaN != NaN
+    assert not outputs_match(1e98, 10 ** 98, dict(p, atol=0.0), None)       # an int answer needs equality
+    assert outputs_match(2.0, 2, dict(p, atol=0.0), None)                    # ... Python's: 2.0 == 2
+    assert not outputs_match(5e17 + 1.0, 10 ** 18 // 2 + 1, dict(p, atol=0.0), None)  # n/2 for n//2, large n
+    assert not outputs_match(1, 1.0 + 1e-9, dict(p, atol=0.0), None)        # tolerance needs the same type
     assert outputs_match(1.0 + 1e-9, 1.0, dict(p, atol=0.0), None)          # floats: 1e-6 by default
     assert not outputs_match(1.1, 1.0, dict(p, atol=0.0), None)
     assert not outputs_match(True, 1, dict(p, atol=1e-6), None) or True     # bool/int: Python equality

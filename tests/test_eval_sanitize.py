@@ -31,7 +31,8 @@ def g(:
     exec(out, ns)
     assert ns["f"]([1, 2]) == 9
     assert "print(" not in out and "assert" not in out and "__main__" not in out
-    assert "UNUSED" not in out and "class Thing" not in out and "def g" not in out
+    assert "UNUSED" not in out and "def g" not in out
+    assert "class Thing" in out  # every def and class stays: prompt helpers the tests call
     assert out.index("import math") < out.index("K = 3") < out.index("def helper") < out.index("def f")
 
 
@@ -49,3 +50,44 @@ def test_prompts():
     assert mbpp_prompt(t) == '"""\nWrite a function to add.\nassert add(1, 2) == 3\n"""\n'
     he = {"dataset": "humaneval", "prompt": "def f():\n    \"\"\"doc\"\"\"\n\n"}
     assert build_prompt(he) == "def f():\n    \"\"\"doc\"\"\""
+
+
+def test_sanitize_keeps_module_state_helpers_and_exits():
+    code = """import sys
+TABLE = {}
+for i in range(10):
+    TABLE[i] = i * i
+MEMO = {}
+def fib(n):
+    if n not in MEMO:
+        MEMO[n] = n if n < 2 else fib(n - 1) + fib(n - 2)
+    return MEMO[n]
+fib(30)
+def encode(s):
+    return s[::-1]
+try:
+    def f(x):
+        return TABLE[x] + fib(10)
+except ImportError:
+    pass
+UNUSED = input()
+assert f(1) == 99
+print(f(2))
+sys.exit(0)
+"""
+    out = sanitize(code, "f")
+    assert "TABLE[i] = i * i" in out and "fib(30)" in out and "def encode" in out and "def f" in out
+    assert "sys.exit(0)" in out  # EvalPlus would run it (and fail the sample): so must we
+    assert "input()" not in out and "assert" not in out and "print(" not in out
+    ns = {}
+    exec(out.replace("sys.exit(0)", ""), ns)
+    assert ns["f"](3) == 9 + 55 and len(ns["MEMO"]) == 31
+
+
+def test_ground_truth_through_the_sample_path(bench_dir):
+    """HumanEval/38 and /50: the canonical, taken as a completion, keeps the prompt helper check() calls."""
+    from eval.execute import make_problems
+    from eval.sanitize import ground_truth_program
+    probs = {p["task_id"]: p for p in make_problems("humaneval", bench_dir)}
+    assert "def encode_cyclic" in ground_truth_program(probs["HumanEval/38"])
+    assert "def encode_shift" in ground_truth_program(probs["HumanEval/50"])
