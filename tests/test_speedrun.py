@@ -1,36 +1,52 @@
 """The README's main job, shortened (--quick): every stage of the recipe runs for real, in order,
-on this machine's own code, and leaves its output; a rerun resumes (skips every finished stage)."""
+on this machine's own code, and leaves its output; a rerun resumes (skips every finished stage).
+Then the ablations (--ablations, one seed to keep CI short) on the same phase 1: every table."""
 import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
-STAGES = ["phase1_data", "phase1_train", "annotator", "phase2_data", "phase2_train",
-          "synthesis", "phase3_data", "phase3_train", "eval"]
+STAGES = ["phase1_data", "phase1_train", "annotator", "phase2_data", "phase2_train", "phase2_random_train",
+          "synthesis", "phase3_data", "phase3_train", "eval", "bits_per_byte"]
+ARMS = ("p1", "p2_random", "p2", "p3")
 
 
-def test_speedrun_quick_end_to_end(tmp_path):
-    out = tmp_path / "speedrun"
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("speedrun") / "speedrun"
     r = subprocess.run([sys.executable, "speedrun.py", "--quick", "--out", str(out)], cwd=ROOT,
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out
+
+
+def test_speedrun_quick_end_to_end(quick_run):
+    out = quick_run
 
     for s in STAGES:
         assert (out / ".done" / s).exists(), s
     D, R = out / "data", out / "runs"
     man1 = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
     assert sum(man1["tokens_per_language"].values()) > 0
-    for p in (1, 2, 3):
-        assert (R / f"p{p}" / "export" / "config.json").exists()
-        assert (R / f"p{p}" / "export" / "tokenizer.tiktoken").exists()
-        log = [json.loads(line) for line in (R / f"p{p}" / "log.jsonl").read_text().splitlines()]
+    for p in ARMS:
+        assert (R / p / "export" / "config.json").exists()
+        assert (R / p / "export" / "tokenizer.tiktoken").exists()
+        log = [json.loads(line) for line in (R / p / "log.jsonl").read_text().splitlines()]
         assert log and all("loss" in row for row in log if "iter" in row)
-        res = json.loads((R / f"eval_p{p}" / "results.json").read_text())
+        res = json.loads((R / f"eval_{p}" / "results.json").read_text())
         assert {"humaneval", "humaneval+", "mbpp", "mbpp+"} <= set(res["summary"])
-    man2 = json.loads((D / "p2" / "manifest.json").read_text())
-    assert all(s.get("epochs") == 4 for s in man2["shards"] if s["split"] == "train")
-    assert list((D / "scores").glob("part-*"))
+        loss = json.loads((R / f"loss_{p}.json").read_text())
+        assert {"humaneval+", "mbpp+"} <= set(loss["aligned"]) and loss["heldout"]["all"]["bpb"] > 0
+        assert loss["aligned"]["humaneval+"]["subset"] == "first 8 of 164"  # --quick: labelled a subset
+    # the control arm: same per-language tokens and repetition as the annotator's arm, other documents
+    man2 = json.loads((D / "p2arms" / "annotator" / "manifest.json").read_text())
+    man2r = json.loads((D / "p2arms" / "random" / "manifest.json").read_text())
+    assert all(s.get("epochs") == 4 for m in (man2, man2r) for s in m["shards"] if s["split"] == "train")
+    assert set(man2["tokens_per_language"]) == set(man2r["tokens_per_language"])
+    assert list((D / "scores" / "annotator").glob("part-*"))
     assert (D / "p3" / "synthetic.jsonl").stat().st_size > 0
     assert (D / "p3" / "manifest.json").exists()
     # synthesize's accepted-files folder survives the phase-3 mix written next to it
@@ -40,6 +56,8 @@ def test_speedrun_quick_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     for p in (1, 2, 3):
         assert f"after phase {p}" in report
+    assert "random tokens (control)" in report and "## Aligned bits per byte" in report
+    assert report.count("- paper: ") == 3
     for png in ("loss.png", "scores.png", "funnel.png"):
         assert (out / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -48,3 +66,19 @@ def test_speedrun_quick_end_to_end(tmp_path):
                         capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-2000:]
     assert r2.stdout.count("done earlier, skipped") == len(STAGES)
+
+
+def test_ablations_produce_every_table(quick_run):
+    out = quick_run
+    r = subprocess.run([sys.executable, "speedrun.py", "--quick", "--out", str(out), "--ablations", "--seeds", "1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = (out / "ablations.md").read_text()
+    for t in ("Table 3", "Table 4", "Table 5", "Table 6"):
+        assert t in report
+    for arm in ("by repository", "random", "annotator", "constant MIN_LR", "1x", "5x"):
+        assert f"| {arm} |" in report, arm
+    assert report.count("- paper: ") == 8  # one line per finding
+    res = json.loads((out / "ablations" / "results.json").read_text())
+    assert len(res) == 13 and all(len(v) >= 1 for v in res.values())
+    assert (out / "ablations" / "ablations.png").read_bytes()[:4] == b"\x89PNG"
