@@ -43,14 +43,14 @@ from eval import data as bdata
 from eval.prompts import mbpp_prompt
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
-EXPECTED_VERSION = 2  # bump when what the expected-output cache holds changes (v2: CPU seconds)
+EXPECTED_VERSION = 3  # bump when what the expected-output cache holds changes (v3: wall seconds)
 
 
 @dataclass
 class Limits:
-    factor: float = 4.0        # per-input limit = factor * canonical time ...
-    floor: float = 1.0         # ... but at least this (seconds) ...
-    cap: float = 60.0          # ... and at most this (CPU seconds; wall clock gets 3x, see sandbox.py)
+    factor: float = 4.0        # per-input limit = max(floor, factor * canonical wall time) (EvalPlus) ...
+    floor: float = 1.0         # ... seconds ...
+    cap: float = 60.0          # ... and each input group (base, plus) gets min(cap, sum of its limits) + 1 s
     sample_cap: float = 240.0  # wall-clock cap for one sample, all its inputs together
     bcb_floor: float = 20.0    # BigCodeBench: whole test suite, seconds
     bcb_cap: float = 120.0
@@ -474,6 +474,15 @@ def _write_roots(problem):
     return [tempfile.gettempdir()] if problem["kind"] == "unittest" else []
 
 
+def load_scale() -> float:
+    """How much slower than idle this machine runs now: the 1-minute load average per core, at
+    least 1. Wall-clock limits are multiplied by it so a loaded machine does not fail correct code."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except OSError:
+        return 1.0
+
+
 def _limit(t, limits):
     return min(limits.cap, max(limits.floor, limits.factor * t))
 
@@ -512,10 +521,13 @@ def _judge(job: Job, limits: Limits = None) -> dict:
             raise RuntimeError(f"{p['task_id']}: expected outputs missing; call ensure_expected first")
         gnames = p["groups"]
         groups, glimits = [], []
+        scale = load_scale()
         for g in gnames:
-            lim = [_limit(t, limits) for t in exp[g + "_time"]]
+            lim = [scale * _limit(t, limits) for t in exp[g + "_time"]]
             glimits.append(lim)
-            groups.append(dict(kind="inputs", inputs=_input_blobs(p, g), limits=lim, fatal=True, not_none=_not_none(p)))
+            cap = scale * (min(limits.cap, sum(lim) / scale) + 1.0)  # EvalPlus: min(60, sum of limits) + 1 per group
+            groups.append(dict(kind="inputs", inputs=_input_blobs(p, g), limits=lim, fatal=True, not_none=_not_none(p),
+                               cap=cap))
         verdicts = {g: ["-"] * len(p[g + "_input"]) for g in gnames}
         first = {}
 

@@ -228,3 +228,17 @@ def test_bigcodebench_wrong_and_skipped(bench_dir):
         from eval.metrics import summarize
         s = summarize(list(res.values()))["bigcodebench"]
         assert s["skipped"] == 1 and s["tasks"] == 1 and s["pass@1"] == 0.0
+
+
+def test_group_cap_fails_a_slow_sleeper(hep):
+    """Each call sleeps under the 1 s per-input floor, but the base group as a whole is capped
+    (EvalPlus: min(cap, sum of limits) + 1 s): the sample times out instead of passing slowly."""
+    p = hep["HumanEval/0"]
+    assert len(p["base_input"]) + len(p["plus_input"]) >= 100
+    body = p["canonical"].replace(p["entry_point"], "_real", 1)
+    prog = body + f"\nimport time\ndef {p['entry_point']}(*a):\n    time.sleep(0.5)\n    return _real(*a)\n"
+    t0 = time.time()
+    v, = run_jobs([Job(p, prog)], Limits(cap=2.0))
+    assert v["status"] == "timeout" and v["passed"] is False, v
+    assert "T" in v["verdicts"]["base"] + v["verdicts"]["plus"] and "F" not in v["verdicts"]["plus"], v
+    assert time.time() - t0 < 90  # the caps (scaled by the load average) end it, not 100+ sleeps
