@@ -572,7 +572,7 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         v.update(status=status, passed=passed, verdicts={g: "".join(verdicts[g]) for g in gnames})
     elif p["kind"] == "check":
         t = exp["time"] if exp else 1.0
-        lim = min(limits.sample_cap, max(limits.floor * 5, limits.factor * t))
+        lim = load_scale() * min(limits.sample_cap, max(limits.floor * 5, limits.factor * t))
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="check", test=p["test"], limit=lim)],
                                         cpu_s=lim + limits.load + 5.0), 3 * (lim + limits.load) + 10.0,
                                    3 * (lim + limits.load) + 15.0)
@@ -592,7 +592,8 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         v.update(status=status, passed=passed, verdicts={"check": "." if passed else ("T" if status == "timeout" else "F")})
     else:  # unittest
         t = exp["time"] if exp and not exp["errors"] else None
-        lim = limits.bcb_default if t is None else min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t))
+        lim = load_scale() * (limits.bcb_default if t is None else
+                              min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t)))
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),
                                    3 * (lim + limits.load) + 10.0, 3 * (lim + limits.load) + 20.0)
         tests = [m for m in msgs if m[0] == "T"]
