@@ -55,37 +55,56 @@ def solution_pairs(task: str, path=None) -> list[tuple[str, str, str]]:
 # -----------------------------------------------------------------------------
 # scoring with a local model
 
-def token_logprobs(logits_fn, ids: list[int], start: int, T: int) -> np.ndarray:
-    """ln p(ids[i] | ids[:i]) for i in [start, len(ids)), each target with up to T tokens of context
-    (at least T // 2 once the sequence is longer than T). logits_fn: (1, L) ids -> (L, V) logits."""
-    import torch
+def windows(n: int, start: int, T: int) -> list[tuple[int, int, int]]:
+    """(a, i, j) per window: inputs ids[a:j-1] predict targets ids[i:j]. Targets from `start` to n,
+    each with up to T tokens of context and at least T // 2 once the sequence is longer than T
+    (j <= i + T keeps a <= i - 1; a window that starts at 0 sees the whole prefix)."""
     if start < 1:
-        raise ValueError("token_logprobs: the first token has no context (start must be >= 1)")
+        raise ValueError("windows: the first token has no context (start must be >= 1)")
     out, i, stride = [], start, max(1, T // 2)
-    while i < len(ids):
-        # targets ids[i:j] from inputs ids[a:j-1]; j <= i + T keeps a <= i - 1, and a window
-        # that starts at 0 sees the whole prefix
-        j = min(len(ids), max(i + stride, T + 1))
-        a = max(0, j - 1 - T)
-        x = torch.tensor(ids[a:j - 1])[None]  # (1, L)
-        logp = torch.log_softmax(logits_fn(x).float(), dim=-1)  # (L, V)
-        tgt = torch.tensor(ids[i:j])
-        rows = torch.arange(i - a - 1, j - a - 1)
-        out.append(logp[rows, tgt].double().numpy())
+    while i < n:
+        j = min(n, max(i + stride, T + 1))
+        out.append((max(0, j - 1 - T), i, j))
         i = j
-    return np.concatenate(out) if out else np.zeros(0)
+    return out
 
 
-def local_scorer(model):
-    """A logits function over a model.py Transformer (eval mode, no grad)."""
+def local_scorer(model, T: int, batch_tokens: int = 8192):
+    """score_many([(ids, start), ...]) -> [ln p(ids[t] | ids[:t]) for t >= start, ...] with a model.py
+    Transformer. Windows of every sequence are batched by length; rows are right-padded, which a
+    causal model's earlier positions never see."""
     import torch
     device = model.embed_tokens.weight.device
 
     @torch.no_grad()
-    def logits_fn(x):
-        logits, _ = model(x.to(device))
-        return logits[0]
-    return logits_fn
+    def score_many(items):
+        jobs = [(k, a, i, j) for k, (ids, start) in enumerate(items) for a, i, j in windows(len(ids), start, T)]
+        jobs.sort(key=lambda w: w[3] - w[1] - w[0])  # similar input lengths share a batch
+        parts = {}
+        b = 0
+        bar = tqdm(total=len(jobs), desc="eval.loss", unit="window", leave=False)
+        while b < len(jobs):
+            L = jobs[b][3] - 1 - jobs[b][1]
+            n = max(1, batch_tokens // max(L, 1))
+            batch = jobs[b:b + n]
+            L = max(j - 1 - a for _, a, _, j in batch)
+            x = torch.zeros(len(batch), L, dtype=torch.long)
+            for r, (k, a, i, j) in enumerate(batch):
+                x[r, :j - 1 - a] = torch.tensor(items[k][0][a:j - 1])
+            logits, _ = model(x.to(device))                       # (B, L, V)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for r, (k, a, i, j) in enumerate(batch):
+                tgt = torch.tensor(items[k][0][i:j], device=device)
+                parts[(k, i)] = logp[r, torch.arange(i - a - 1, j - a - 1, device=device), tgt].double().cpu().numpy()
+            b += len(batch)
+            bar.update(len(batch))
+        bar.close()
+        out = []
+        for k, (ids, start) in enumerate(items):
+            got = [parts[(k, i)] for _, i, _ in windows(len(ids), start, T)]
+            out.append(np.concatenate(got) if got else np.zeros(0))
+        return out
+    return score_many
 
 
 def server_scorer(api_base: str, model_name: str):
@@ -93,36 +112,41 @@ def server_scorer(api_base: str, model_name: str):
     from client import Client
     cli = Client(api_base)
 
-    def score(ids: list[int], start: int) -> np.ndarray:
-        r = cli.completion(model=model_name, prompt=ids, max_tokens=0, echo=True, logprobs=0, temperature=0.0)
-        lp = r["choices"][0]["logprobs"]["token_logprobs"]
-        if len(lp) != len(ids):
-            raise RuntimeError(f"server returned {len(lp)} prompt logprobs for {len(ids)} tokens")
-        return np.array(lp[start:], dtype=np.float64)
-    return score
+    def score_many(items):
+        out = []
+        for ids, start in tqdm(items, desc="eval.loss", unit="seq", leave=False):
+            r = cli.completions(model=model_name, prompt=list(map(int, ids)), max_tokens=0, echo=True,
+                                logprobs=0, temperature=0.0).data
+            lp = r["choices"][0]["logprobs"]["token_logprobs"]
+            if len(lp) != len(ids):
+                raise RuntimeError(f"server returned {len(lp)} prompt logprobs for {len(ids)} tokens")
+            out.append(np.array(lp[start:], dtype=np.float64))
+        return out
+    return score_many
 
 
 # -----------------------------------------------------------------------------
 # the two measurements
 
-def aligned_bpb(score, enc, pairs, desc="") -> dict:
-    """score(ids, start) -> ln-probs of ids[start:]. Sums bits and bytes over every pair."""
+def aligned_bpb(score_many, enc, pairs) -> dict:
+    """Bits and bytes summed over every (task_id, context, continuation) pair."""
+    items, sizes = [], []
+    for task_id, ctx, cont in pairs:
+        c_ids = enc.encode(ctx, disallowed_special=()) or [enc.eot_token]  # an empty prompt still conditions
+        s_ids = enc.encode(cont, disallowed_special=())
+        items.append((c_ids + s_ids, len(c_ids)))
+        sizes.append((len(s_ids), len(cont.encode("utf-8"))))
     bits = nbytes = ntok = 0.0
     per_task = {}
-    for task_id, ctx, cont in tqdm(pairs, desc=desc, leave=False, disable=not desc):
-        c_ids = enc.encode(ctx, disallowed_special=())
-        s_ids = enc.encode(cont, disallowed_special=())
-        if not c_ids:  # an empty prompt still needs a token to condition on
-            c_ids = [enc.eot_token]
-        lp = score(c_ids + s_ids, len(c_ids))
-        b, n = float(-lp.sum() / LN2), len(cont.encode("utf-8"))
-        bits, nbytes, ntok = bits + b, nbytes + n, ntok + len(s_ids)
-        per_task[task_id] = round(b / max(n, 1), 5)
+    for (task_id, _, _), lp, (nt, nb) in zip(pairs, score_many(items), sizes):
+        b = float(-lp.sum() / LN2)
+        bits, nbytes, ntok = bits + b, nbytes + nb, ntok + nt
+        per_task[task_id] = round(b / max(nb, 1), 5)
     return {"bpb": bits / max(nbytes, 1), "bits": bits, "bytes": int(nbytes), "tokens": int(ntok),
             "n_tasks": len(pairs), "per_task": per_task}
 
 
-def heldout_bpb(score, enc, manifest, max_tokens: int, T: int) -> dict:
+def heldout_bpb(score_many, enc, manifest, max_tokens: int) -> dict:
     """Bits per byte of each language's val shards (the first max_tokens tokens of each language)."""
     special = set(enc.special_tokens_set) if hasattr(enc, "special_tokens_set") else set()
     special_ids = {enc.encode_single_token(s) for s in special}
@@ -135,7 +159,7 @@ def heldout_bpb(score, enc, manifest, max_tokens: int, T: int) -> dict:
         toks = np.concatenate([np.memmap(s["path"], dtype=np.uint16, mode="r") for s in shards])
         avail = len(toks)
         toks = toks[:max_tokens + 1].astype(np.int64).tolist()
-        lp = score(toks, 1)
+        lp = score_many([(toks, 1)])[0]
         tgt = np.array(toks[1:])
         keep = ~np.isin(tgt, list(special_ids))
         nbytes = sum(len(enc.decode_single_token_bytes(t)) for t in tgt[keep].tolist())
@@ -148,7 +172,7 @@ def heldout_bpb(score, enc, manifest, max_tokens: int, T: int) -> dict:
     return out
 
 
-def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T=512, bench_path=None,
+def evaluate(score_many, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T=512, bench_path=None,
              limit: int = 0) -> dict:
     """The whole report for one checkpoint: {"aligned": {task: ...}, "heldout": {lang: ...}, "settings"}.
     limit > 0 scores only the first `limit` tasks of each benchmark; each such result says so
@@ -167,11 +191,12 @@ def evaluate(score, enc, tasks: list[str], heldout=None, heldout_tokens=20000, T
         n_all = len(pairs)
         if limit and limit < n_all:
             pairs = pairs[:limit]
-        res["aligned"][t] = aligned_bpb(score, enc, pairs, desc=t)
+        res["aligned"][t] = aligned_bpb(score_many, enc, pairs)
+        print(f"eval.loss: {t}: {res['aligned'][t]['bpb']:.4f} bits/byte over {len(pairs)} tasks", flush=True)
         if len(pairs) < n_all:
             res["aligned"][t]["subset"] = f"first {len(pairs)} of {n_all}"
     if heldout:
-        res["heldout"] = heldout_bpb(score, enc, read_manifest(str(heldout)), heldout_tokens, T)
+        res["heldout"] = heldout_bpb(score_many, enc, read_manifest(str(heldout)), heldout_tokens)
     return res
 
 
@@ -205,10 +230,7 @@ def main(argv=None):
         enc = load_tokenizer(args.ckpt)
         model = Transformer.from_pretrained(args.ckpt, backend="torch").eval()
         T = args.context or model.config.block_size
-        logits_fn = local_scorer(model)
-
-        def score(ids, start):
-            return token_logprobs(logits_fn, ids, start, T)
+        score = local_scorer(model, T)
     else:
         if not (args.model and args.tokenizer):
             ap.error("--api-base needs --model and --tokenizer")

@@ -29,8 +29,7 @@ def test_aligned_bpb_equals_hand_computation(tiny_model, tiny_tokenizer):
     enc = tiny_tokenizer
     pairs = [("t/0", "def add(a, b):\n", "    return a + b\n"),
              ("t/1", "import os\n\ndef home():\n", "    return os.environ.get('HOME', '') + 'é'\n")]
-    fn = L.local_scorer(tiny_model)
-    res = L.aligned_bpb(lambda ids, s: L.token_logprobs(fn, ids, s, 256), enc, pairs)
+    res = L.aligned_bpb(L.local_scorer(tiny_model, 256, batch_tokens=64), enc, pairs)  # 2 rows a batch
     bits = nbytes = 0.0
     for _, ctx, cont in pairs:
         c, s = enc.encode(ctx), enc.encode(cont)
@@ -48,9 +47,12 @@ def test_sliding_window_context(tiny_model, tiny_tokenizer):
     T = 16
     ids = tiny_tokenizer.encode("def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n" * 3)
     assert len(ids) > 2 * T
-    fn = L.local_scorer(tiny_model)
-    got = L.token_logprobs(fn, ids, 1, T)
+    got = L.local_scorer(tiny_model, T)([(ids, 1)])[0]
     assert len(got) == len(ids) - 1
+    # batched with shorter sequences (right-padded rows) gives the same values
+    again = L.local_scorer(tiny_model, T, batch_tokens=10 ** 6)([(ids[:7], 3), (ids, 1), (ids[:20], 1)])
+    np.testing.assert_allclose(again[1], got, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again[0], _full_logprobs(tiny_model, ids[:7])[2:], rtol=1e-5, atol=1e-6)
     full = _full_logprobs(tiny_model, ids[:T + 1])
     np.testing.assert_allclose(got[:T], full, rtol=1e-5, atol=1e-6)
     for t in range(T + 1, len(ids)):
@@ -74,8 +76,8 @@ def test_heldout_bpb_skips_special_tokens(tiny_model, tiny_tokenizer, tmp_path):
     arr.tofile(shard)
     man = {"shards": [{"path": str(shard), "split": "val", "language": "Python", "tokens": len(arr)},
                       {"path": str(shard), "split": "train", "language": "Python", "tokens": len(arr)}]}
-    fn = L.local_scorer(tiny_model)
-    res = L.heldout_bpb(lambda ids, s: L.token_logprobs(fn, ids, s, 256), enc, man, max_tokens=10 ** 6, T=256)
+    score = L.local_scorer(tiny_model, 256)
+    res = L.heldout_bpb(score, enc, man, max_tokens=10 ** 6)
     lp = _full_logprobs(tiny_model, toks)
     bits = -sum(v for v, tgt in zip(lp, toks[1:]) if tgt != eot) / math.log(2)
     nbytes = len("".join(text).encode()) - len(enc.decode_single_token_bytes(toks[0]))  # the first token is no target
@@ -83,7 +85,7 @@ def test_heldout_bpb_skips_special_tokens(tiny_model, tiny_tokenizer, tmp_path):
     assert res["Python"]["bpb"] == pytest.approx(bits / nbytes, rel=1e-6)
     assert res["all"]["bpb"] == pytest.approx(res["Python"]["bpb"])
     assert res["Python"]["capped"] is False
-    capped = L.heldout_bpb(lambda ids, s: L.token_logprobs(fn, ids, s, 256), enc, man, max_tokens=5, T=256)
+    capped = L.heldout_bpb(score, enc, man, max_tokens=5)
     assert capped["Python"]["capped"] is True and capped["Python"]["tokens_available"] == len(arr)
 
 
@@ -94,3 +96,23 @@ def test_solution_pairs_humaneval(bench_dir):
     assert tid == "HumanEval/0" and "def has_close_elements" in ctx and "return" in cont
     mb = L.solution_pairs("mbpp+")
     assert len(mb) == 378 and all(c.strip() for _, _, c in mb)
+
+
+def test_server_prompt_logprobs_give_the_same_bpb(tiny_model, tiny_tokenizer, tiny_tokenizer_path, tmp_path):
+    """The metric through `sample.py --serve` (token-id prompt, echo, logprobs, max_tokens=0) equals the
+    local computation: the path a larger model behind an OpenAI-compatible server takes."""
+    import shutil
+    import sample
+    ckpt = tmp_path / "ckpt"
+    tiny_model.save_pretrained(str(ckpt))
+    shutil.copyfile(tiny_tokenizer_path, ckpt / "tokenizer.tiktoken")
+    pairs = [("t/0", "def add(a, b):\n", "    return a + b\n"), ("t/1", "x = [", "1, 2, 3]\n")]
+    local = L.aligned_bpb(L.local_scorer(tiny_model, 256), tiny_tokenizer, pairs)
+    proc, port = sample.spawn_server(ckpt, "--model-name", "tiny", "--device", "cpu")
+    try:
+        remote = L.aligned_bpb(L.server_scorer(f"http://127.0.0.1:{port}/v1", "tiny"), tiny_tokenizer, pairs)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert remote["bytes"] == local["bytes"]
+    assert remote["bpb"] == pytest.approx(local["bpb"], rel=1e-4)
