@@ -25,7 +25,7 @@ import json
 import statistics
 from pathlib import Path
 
-from speedrun import PY, run, stage, tokens_per_step
+from speedrun import PY, aligned_mean, run, stage, tokens_per_step
 from train import load_config
 
 # the paper's numbers (DESIGN.md section 5): HumanEval (+) / MBPP (+) / EvoEval, pass@1 in percent
@@ -152,12 +152,6 @@ def _metric(res: dict, name: str):
     return res["aligned"].get(name, {}).get("bpb")
 
 
-def _aligned_mean(res: dict):
-    """The mean of the aligned benchmarks' bpb: the single number a finding is judged on."""
-    vals = [v["bpb"] for v in res["aligned"].values()]
-    return sum(vals) / len(vals) if vals else float("nan")
-
-
 def verdict(better: list[float], worse: list[float], a: str, b: str) -> str:
     """One honest line: does 'a beats b' (lower bpb) reproduce, by how much, against the seed spread."""
     mb, mw = statistics.mean(better), statistics.mean(worse)
@@ -184,6 +178,10 @@ def write_ablation_report(out: Path, results: dict, seeds: int) -> Path:
              "Bits per byte (lower is better) of each benchmark's canonical solutions given the prompt (aligned), "
              "and of phase 1's held-out split. Each cell: mean over seeds [min-max]. "
              f"{seeds} seed(s) per arm. The paper's column is its pass@1, HumanEval (+) / MBPP (+) / EvoEval.", ""]
+    subsets = sorted({f"{n} {v['subset']}" for rs in results.values() for r in rs for n, v in r["aligned"].items()
+                      if v.get("subset")})
+    if subsets:
+        lines += ["**Subsets** (a shortened run): " + "; ".join(subsets) + ".", ""]
     tables = sorted({t for t, _ in results})
     fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False)
     for ax, t in zip(axes[0], tables):
@@ -202,10 +200,10 @@ def write_ablation_report(out: Path, results: dict, seeds: int) -> Path:
         lines += [""]
         for a, b in FINDINGS[t]:
             if (t, a) in results and (t, b) in results:
-                lines.append(verdict([_aligned_mean(r) for r in results[(t, a)]],
-                                     [_aligned_mean(r) for r in results[(t, b)]], a, b))
+                lines.append(verdict([aligned_mean(r) for r in results[(t, a)]],
+                                     [aligned_mean(r) for r in results[(t, b)]], a, b))
         lines += [""]
-        means = [[_aligned_mean(r) for r in results[(t, a)]] for a in arm_names]
+        means = [[aligned_mean(r) for r in results[(t, a)]] for a in arm_names]
         ax.bar(range(len(arm_names)), [statistics.mean(m) for m in means],
                yerr=[[statistics.mean(m) - min(m) for m in means], [max(m) - statistics.mean(m) for m in means]],
                capsize=3)
