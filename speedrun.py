@@ -56,7 +56,7 @@ class Sizes:
     max_positives: int = 300      # stand-in positives for the annotator (the paper: 300k)
     auc_limit: int = 50           # benchmark solutions per benchmark in the alignment check
     tasks: int = 2                # parallel tasks per data step
-    heldout_tokens: int = 20000   # held-out tokens per language for bits per byte (eval/loss.py)
+    heldout_tokens: int = 8000    # held-out tokens per language for bits per byte (eval/loss.py)
     loss_limit: int = 0           # tasks per benchmark for bits per byte (0 = all; else labelled a subset)
 
 
