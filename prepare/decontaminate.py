@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from formats import benchmark_dirs, iter_jsonl, part_name, write_docs
-from prepare.pipeline import add_task_args, done_marker, require_done, run_tasks, selected_tasks, task_docs
+from prepare.pipeline import add_task_args, done_marker, filtered, require_done, run_tasks, selected_tasks, task_docs
 
 
 
@@ -328,26 +328,19 @@ def match(matcher: BenchmarkMatcher, text: str) -> list[dict]:
 
 def decontam_task(k, n_tasks, in_dir, out_dir, bench_dir, cfg):
     m = get_matcher(bench_dir, cfg)
-    stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "dropped": {}, "hits_per_benchmark": {}}
+    stats = {"hits_per_benchmark": {}}
     report = []
 
-    def kept():
-        for d in task_docs(in_dir, k, n_tasks):
-            n = len(d["content"].encode("utf-8", "surrogatepass"))
-            stats["docs_in"] += 1
-            stats["bytes_in"] += n
-            hits = m.match(d["content"])
-            if hits:
-                stats["dropped"]["contaminated"] = stats["dropped"].get("contaminated", 0) + 1
-                for b in {h["benchmark"] for h in hits}:
-                    stats["hits_per_benchmark"][b] = stats["hits_per_benchmark"].get(b, 0) + 1
-                report.append({"id": d["id"], "path": d.get("path"), "repo": d.get("repo"), "hits": hits})
-                continue
-            stats["docs_out"] += 1
-            stats["bytes_out"] += n
-            yield d
+    def contaminated(i, d):
+        hits = m.match(d["content"])
+        if not hits:
+            return None
+        for b in {h["benchmark"] for h in hits}:
+            stats["hits_per_benchmark"][b] = stats["hits_per_benchmark"].get(b, 0) + 1
+        report.append({"id": d["id"], "path": d.get("path"), "repo": d.get("repo"), "hits": hits})
+        return "contaminated"
 
-    write_docs(Path(out_dir) / part_name(k), kept())
+    write_docs(Path(out_dir) / part_name(k), filtered(task_docs(in_dir, k, n_tasks), stats, contaminated))
     tmp = Path(out_dir) / f"contaminated-{k:05d}.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in report))
     os.replace(tmp, Path(out_dir) / f"contaminated-{k:05d}.jsonl")

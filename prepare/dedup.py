@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from formats import part_name, write_docs
-from prepare.pipeline import add_task_args, is_done, require_done, run_tasks, selected_tasks, task_docs
+from prepare.pipeline import add_task_args, filtered, is_done, require_done, run_tasks, selected_tasks, task_docs
 
 
 @dataclass
@@ -514,22 +514,9 @@ REASONS = {1: "exact_duplicate", 2: "near_duplicate"}
 def write_task(k, n_tasks, in_dir, out_dir, work):
     z = np.load(Path(work) / "clusters" / f"drop-{k:05d}.npz")
     drop = dict(zip(z["idx"].tolist(), z["reason"].tolist()))
-    stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "dropped": {}}
-
-    def kept():
-        for i, d in enumerate(task_docs(in_dir, k, n_tasks)):
-            n = len(d["content"].encode("utf-8", "surrogatepass"))
-            stats["docs_in"] += 1
-            stats["bytes_in"] += n
-            if i in drop:
-                r = REASONS[drop[i]]
-                stats["dropped"][r] = stats["dropped"].get(r, 0) + 1
-                continue
-            stats["docs_out"] += 1
-            stats["bytes_out"] += n
-            yield d
-
-    write_docs(Path(out_dir) / part_name(k), kept())
+    stats = {}
+    write_docs(Path(out_dir) / part_name(k), filtered(task_docs(in_dir, k, n_tasks), stats,
+                                                   lambda i, d: REASONS[drop[i]] if i in drop else None))
     return stats
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 from formats import part_name, write_docs
-from prepare.pipeline import add_task_args, require_done, run_tasks, task_docs
+from prepare.pipeline import add_task_args, filtered, require_done, run_tasks, task_docs
 
 
 @dataclass
@@ -113,23 +113,8 @@ def check(doc: dict, cfg: FilterConfig = FilterConfig()) -> str | None:
 
 
 def filter_task(k: int, n_tasks: int, in_dir: str, out_dir: str, cfg: FilterConfig) -> dict:
-    stats = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "dropped": {}}
-    dropped = stats["dropped"]
-
-    def kept():
-        for d in task_docs(in_dir, k, n_tasks):
-            n = len(d["content"].encode("utf-8", "surrogatepass"))
-            stats["docs_in"] += 1
-            stats["bytes_in"] += n
-            reason = check(d, cfg)
-            if reason:
-                dropped[reason] = dropped.get(reason, 0) + 1
-                continue
-            stats["docs_out"] += 1
-            stats["bytes_out"] += n
-            yield d
-
-    write_docs(Path(out_dir) / part_name(k), kept())
+    stats = {}
+    write_docs(Path(out_dir) / part_name(k), filtered(task_docs(in_dir, k, n_tasks), stats, lambda i, d: check(d, cfg)))
     return stats
 
 

@@ -182,6 +182,26 @@ def task_docs(in_dir, k: int, n_tasks: int):
                 yield d
 
 
+def filtered(docs, stats: dict, rule):
+    """The documents `rule(i, doc)` keeps (it returns None) or drops (it returns the reason). The
+    counting is owned here, so a filtering step writes only its rule: docs and bytes in and out,
+    and each drop under its reason in stats["dropped"]."""
+    for key in ("docs_in", "docs_out", "bytes_in", "bytes_out"):
+        stats.setdefault(key, 0)
+    dropped = stats.setdefault("dropped", {})
+    for i, d in enumerate(docs):
+        n = len(d["content"].encode("utf-8", "surrogatepass"))
+        stats["docs_in"] += 1
+        stats["bytes_in"] += n
+        reason = rule(i, d)
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        stats["docs_out"] += 1
+        stats["bytes_out"] += n
+        yield d
+
+
 def require_done(in_dir, what: str = "input"):
     """A step reading another step's output insists that step finished (all its tasks)."""
     in_dir = Path(in_dir)
