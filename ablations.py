@@ -25,6 +25,7 @@ import json
 import statistics
 from pathlib import Path
 
+from formats import TOKENIZER_FILE, read_manifest
 from speedrun import PY, aligned_mean, run, stage, tokens_per_step
 from train import load_config
 
@@ -80,8 +81,8 @@ def run_ablations(out: Path, sz, tables: str = "3,4,5,6", seeds: int = 2, timing
     D, R, A = out / "data", out / "runs", out / "ablations"
     L = A / "logs"
     env = {"WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    tok = D / "p1" / "tokenizer.tiktoken"
-    p1man = json.loads((D / "p1" / "shards" / "manifest.json").read_text())
+    tok = D / "p1" / TOKENIZER_FILE
+    p1man = read_manifest(D / "p1" / "shards")
     docs = Path(p1man["documents_dir"])
     docs = docs if docs.is_absolute() else (D / "p1" / "shards" / docs).resolve()
     # every continued-pretraining arm trains p2_iters steps: `total` tokens, so the k-x arm's unique

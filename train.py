@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, fields, asdict
 import numpy as np
 import torch
 
-from formats import write_json
+from formats import TOKENIZER_FILE, write_json
 
 # -----------------------------------------------------------------------------
 # config
@@ -363,7 +363,7 @@ def export(model, model_cfg, out_dir, tokenizer_path, eot_id, rank):
         shutil.rmtree(tmp, ignore_errors=True)
         plain.save_pretrained(tmp, eos_token_id=eot_id)
         if tokenizer_path:
-            shutil.copy(tokenizer_path, os.path.join(tmp, "tokenizer.tiktoken"))
+            shutil.copy(tokenizer_path, os.path.join(tmp, TOKENIZER_FILE))
         if os.path.exists(dest):
             shutil.rmtree(dest + ".old", ignore_errors=True)
             os.rename(dest, dest + ".old")
@@ -449,7 +449,7 @@ def check_inputs(cfg, man):
         fail(f"init_from={cfg.init_from!r}: no config.json there (expected a train.py export dir)")
     if man["tokenizer"] and not os.path.isfile(man["tokenizer"]):
         fail(f"{man['path']}: tokenizer {man['tokenizer']} not found")
-    prev_tok = os.path.join(cfg.init_from, "tokenizer.tiktoken")
+    prev_tok = os.path.join(cfg.init_from, TOKENIZER_FILE)
     if cfg.init_from and man["tokenizer"] and os.path.isfile(prev_tok):
         with open(prev_tok, "rb") as a, open(man["tokenizer"], "rb") as b:
             if a.read() != b.read():
