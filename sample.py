@@ -754,7 +754,7 @@ def make_server(ck: Checkpoint, host: str = "127.0.0.1", port: int = 0, cfg: Ser
         def setup(self):
             super().setup()
             # headers and body go out in separate writes: without NODELAY, Nagle holds the second
-            # one for the client's delayed ACK (~40 ms per request on a keep-alive connection)
+            # one for the client's delayed ACK (tens of ms per request on a keep-alive connection)
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, fmt, *args):  # quiet: one line per error only (see _send)

@@ -92,7 +92,7 @@ _WORDY = re.compile(r"[^\W\d_]")
 
 class _TokenCache(dict):
     """token -> crc32 + 1, computed once per distinct token (code repeats its tokens endlessly,
-    and a C-level dict lookup is ~10x cheaper than encoding and hashing again)."""
+    and a C-level dict lookup is much cheaper than encoding and hashing again)."""
     def __missing__(self, t):
         if len(self) > 2_000_000:
             self.clear()
