@@ -158,7 +158,9 @@ def verdict(better: list[float], worse: list[float], a: str, b: str) -> str:
     mb, mw = statistics.mean(better), statistics.mean(worse)
     spread = max(max(better) - min(better), max(worse) - min(worse))
     diff = mw - mb
-    if diff > 0 and diff > spread:
+    if max(len(better), len(worse)) < 2:
+        what = ("same direction" if diff > 0 else "the opposite") + " (one seed: no spread to judge it against)"
+    elif diff > 0 and diff > spread:
         what = "reproduces"
     elif diff > 0:
         what = "same direction, but within the seed spread"

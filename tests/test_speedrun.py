@@ -45,7 +45,11 @@ def test_speedrun_quick_end_to_end(quick_run):
     man2 = json.loads((D / "p2arms" / "annotator" / "manifest.json").read_text())
     man2r = json.loads((D / "p2arms" / "random" / "manifest.json").read_text())
     assert all(s.get("epochs") == 4 for m in (man2, man2r) for s in m["shards"] if s["split"] == "train")
-    assert set(man2["tokens_per_language"]) == set(man2r["tokens_per_language"])
+    a, r = man2["phase2"], man2r["phase2"]
+    assert r["reference_arm"] == "annotator" and a["budget_tokens"] == r["budget_tokens"]
+    assert set(a["selected_tokens_per_language"]) == set(r["selected_tokens_per_language"])  # per language:
+    # within one document of the annotator arm's tokens (prepare/phase2's own tests check that bound)
+    assert a["selected_dir"] != r["selected_dir"] and r["select"] == "random"
     assert list((D / "scores" / "annotator").glob("part-*"))
     assert (D / "p3" / "synthetic.jsonl").stat().st_size > 0
     assert (D / "p3" / "manifest.json").exists()
