@@ -198,9 +198,9 @@ def write_report(out: Path, timings: dict) -> Path:
             held = loss[name]["heldout"].get("all", {}).get("bpb")
             held_cell = f"{held:.4f}" if held is not None else "-"
             lines.append(f"| {label} | {PAPER_T2[name]} | " + " | ".join(cells) + f" | {held_cell} |")
-        missing = sorted({t for v in loss.values() for t in v.get("missing", {})})
+        missing = {t: why for v in loss.values() for t, why in v.get("missing", {}).items()}
         if missing:
-            lines += ["", "Not measured (data not present here): " + ", ".join(missing) + "."]
+            lines += ["", "Not measured: " + "; ".join(f"{t} ({why})" for t, why in sorted(missing.items())) + "."]
         lines += [""] + [finding_line(loss, a, b, what) for a, b, what in FINDINGS_MAIN if a in loss and b in loss]
         lines += ["", "One seed per arm here: `python speedrun.py --ablations` runs every arm twice and shows the spread.", ""]
 
