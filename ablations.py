@@ -34,7 +34,9 @@ PAPER = {
     "t3": {"by repository": "12.8 (10.4) / 30.7 (25.9) / 7.0",
            "by language, then repository": "17.1 (15.9) / 33.9 (27.8) / 7.4"},
     "t4": {"phase-1 model": "17.1 (15.9) / 33.9 (27.8) / 7.4", "random": "15.9 (12.8) / 30.7 (23.3) / 8.0",
-           "annotator": "22.0 (18.3) / 40.2 (33.1) / 11.6 (ANN-HQINS)"},
+           "annotator": "22.0 (18.3) / 40.2 (33.1) / 11.6 (ANN-HQINS)",
+           "annotator HQ": "19.5 (16.5) / 33.9 (26.7) / 9.2 (ANN-HQ)",
+           "annotator INS": "- (no such row; the paper's ANN-INS, 21.3 (18.3) / 37.3 (29.9) / 10.4, adds LLM-rated files)"},
     "t5": {"linear MIN_LR -> 0": "18.3 (16.5) / 37.0 (30.4) / 9.8", "constant MIN_LR": "20.7 (18.3) / 39.4 (31.7) / 9.4",
            "re-warmup 0 -> MAX_LR -> 0": "22.0 (18.3) / 40.2 (33.1) / 11.6"},
     "t6": {"1x": "17.4 (14.0) / 41.5 (33.6) / 9.6", "2x": "23.2 (19.5) / 42.1 (34.7) / 9.2",
@@ -45,11 +47,15 @@ TITLES = {"t3": "Table 3: packing phase-1 data", "t4": "Table 4: what continued 
           "t5": "Table 5: the continued-pretraining schedule", "t6": "Table 6: repetitions at equal total tokens"}
 # the paper's finding per table: (better arm, worse arm), lower bits per byte being better for us
 FINDINGS = {"t3": [("by language, then repository", "by repository")],
-            "t4": [("annotator", "random"), ("annotator", "phase-1 model")],
+            "t4": [("annotator", "random"), ("annotator", "phase-1 model"), ("annotator", "annotator HQ")],
             "t5": [("re-warmup 0 -> MAX_LR -> 0", "linear MIN_LR -> 0"), ("re-warmup 0 -> MAX_LR -> 0", "constant MIN_LR"),
                    ("constant MIN_LR", "linear MIN_LR -> 0")],
             "t6": [("4x", "1x"), ("4x", "5x")]}
 LOSS_TASKS = "humaneval+,mbpp+,evoeval"  # the benchmarks of the paper's ablation tables
+# Table 4's annotators: arm -> the stand-in positive set it is trained on (prepare/positives.STANDIN_KINDS).
+# "annotator" is the speedrun's own (hqins, the adopted one); the others are trained here. The first
+# is the reference arm of the selection: every other arm gets its tokens per language.
+ANNOTATORS = {"annotator": "hqins", "annotator HQ": "hq", "annotator INS": "ins"}
 
 
 def arms(tables, p1_min_lr):
@@ -62,16 +68,16 @@ def arms(tables, p1_min_lr):
                 ("t3", "by language, then repository", ("pack", "language"), {}, "p1")]
     if "4" in tables:
         out += [("t4", "phase-1 model", None, None, "base"),
-                ("t4", "random", ("select", "random", 4), rewarm, "cpt"),
-                ("t4", "annotator", ("select", "top", 4), rewarm, "cpt")]
+                ("t4", "random", ("select", "random", 4), rewarm, "cpt")]
+        out += [("t4", arm, ("select", arm, 4), rewarm, "cpt") for arm in ANNOTATORS]
     if "5" in tables:
-        out += [("t5", "linear MIN_LR -> 0", ("select", "top", 4),
+        out += [("t5", "linear MIN_LR -> 0", ("select", "annotator", 4),
                  {"lr": p1_min_lr, "min_lr": 0.0, "warmup_iters": 0, "lr_schedule": "linear"}, "cpt"),
-                ("t5", "constant MIN_LR", ("select", "top", 4),
+                ("t5", "constant MIN_LR", ("select", "annotator", 4),
                  {"lr": p1_min_lr, "min_lr": p1_min_lr, "warmup_iters": 0, "lr_schedule": "linear"}, "cpt"),
-                ("t5", "re-warmup 0 -> MAX_LR -> 0", ("select", "top", 4), rewarm, "cpt")]
+                ("t5", "re-warmup 0 -> MAX_LR -> 0", ("select", "annotator", 4), rewarm, "cpt")]
     if "6" in tables:
-        out += [("t6", f"{k}x", ("select", "top", k), rewarm, "cpt") for k in (1, 2, 3, 4, 5)]
+        out += [("t6", f"{k}x", ("select", "annotator", k), rewarm, "cpt") for k in (1, 2, 3, 4, 5)]
     return out
 
 
@@ -91,6 +97,23 @@ def run_ablations(out: Path, sz, tables: str = "3,4,5,6", seeds: int = 2, timing
     p1cfg = load_config("configs/cpu_phase1.py")
     todo = arms(tables, p1cfg.min_lr)
 
+    def score_dir(arm) -> Path:
+        """D/scores/<annotator> (the speedrun's own for "annotator"; the others trained and scored once)."""
+        kind = ANNOTATORS[arm]
+        if arm == "annotator":
+            return D / "scores" / "annotator"
+        model, scores = R / f"annotator-{kind}", D / "scores" / f"annotator-{kind}"
+
+        def train_score():
+            run([PY, "annotate.py", "train", "--docs", docs, "--out", model, "--window", sz.score_window,
+                 "--max-positives", sz.max_positives, "--standin", kind], L / f"annotator-{kind}.log", env)
+            run([PY, "annotate.py", "score", "--model", model, "--docs", docs, "--out", scores, "--tasks", sz.tasks],
+                L / f"annotator-{kind}.log", env)
+            run([PY, "annotate.py", "auc", "--model", model, "--docs", docs, "--limit", sz.auc_limit],
+                L / f"annotator-{kind}.log", env)
+        stage(A, f"annotator-{kind}", train_score, timings)
+        return scores
+
     def data_for(recipe, seed):
         """The shard dir an arm trains on; built once per (recipe, seed) (the random draw is seeded)."""
         if recipe[0] == "pack":
@@ -103,13 +126,15 @@ def run_ablations(out: Path, sz, tables: str = "3,4,5,6", seeds: int = 2, timing
         _, how, k = recipe
         # one phase2 run per (repetition, seed) makes both arms: the annotator's top tokens and the
         # random control at exactly the annotator arm's tokens per language
+        # Table 4's repetition (4x) selects with every annotator at once, so its arms share the budgets
+        scored = [a for a in ANNOTATORS if k == 4 and "4" in tables or a == "annotator"]
         name = f"select-{k}x-s{seed}"
         d = A / "data" / name
-        cmd = [PY, "-m", "prepare.phase2", "--docs", docs, "--scores", D / "scores" / "annotator", "--select", "all",
+        cmd = [PY, "-m", "prepare.phase2", "--docs", docs, "--scores", *[score_dir(a) for a in scored], "--select", "all",
                "--tokenizer", tok, "--budget-tokens", total // k, "--epochs", k, "--seed", seed,
                "--tasks", sz.tasks, "--out", d]
         stage(A, name, lambda: run(cmd, L / f"{name}.log", env), timings)
-        return d / ("random" if how == "random" else "annotator")
+        return d / ("random" if how == "random" else score_dir(how).name)
 
     def train_arm(kind, recipe, overrides, seed) -> Path:
         """Train one arm (once: arms of different tables with the same data, schedule and seed, like
@@ -141,7 +166,13 @@ def run_ablations(out: Path, sz, tables: str = "3,4,5,6", seeds: int = 2, timing
         for s in range(1 if kind == "base" else seeds):  # the phase-1 model is one checkpoint
             ckpt = R / "p1" / "export" if kind == "base" else train_arm(kind, recipe, overrides, 1337 + s)
             results.setdefault((table, arm), []).append(loss_of(ckpt))
-    return write_ablation_report(out, results, seeds)
+    # Fig. 2: each annotator's ROC-AUC on benchmark solutions vs random corpus files (annotate.py auc)
+    aucs = {}
+    for arm, kind in ANNOTATORS.items():
+        f = R / ("annotator" if arm == "annotator" else f"annotator-{kind}") / "auc.json"
+        if ("t4", arm) in results and f.exists():
+            aucs[arm] = json.loads(f.read_text())["roc_auc"]
+    return write_ablation_report(out, results, seeds, aucs)
 
 
 # -----------------------------------------------------------------------------
@@ -172,7 +203,23 @@ def verdict(better: list[float], worse: list[float], a: str, b: str) -> str:
             f"(difference {diff:+.4f}, seed spread {spread:.4f}).")
 
 
-def write_ablation_report(out: Path, results: dict, seeds: int) -> Path:
+def fig2_lines(results: dict, aucs: dict) -> list[str]:
+    """The paper's Fig. 2 claim, checked: does a higher annotator ROC-AUC go with a better arm?
+    Counted over every pair of annotators (concordant = the higher AUC has the lower mean aligned bpb)."""
+    arms = sorted(aucs, key=aucs.get)
+    bpb = {a: statistics.mean(aligned_mean(r) for r in results[("t4", a)]) for a in arms}
+    lines = ["## Fig. 2: annotator ROC-AUC against the arm's aligned bits per byte", "",
+             "| annotator | ROC-AUC (benchmark solutions vs corpus files) | mean aligned bpb |", "|---|---|---|"]
+    lines += [f"| {a} | {aucs[a]:.4f} | {bpb[a]:.4f} |" for a in arms]
+    pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:] if aucs[a] != aucs[b]]
+    conc = sum(bpb[b] < bpb[a] for a, b in pairs)  # b has the higher AUC
+    lines += ["", f"- paper: the annotator's ROC-AUC tracks downstream quality almost monotonically. Here: "
+              f"{conc} of {len(pairs)} annotator pairs concordant (higher AUC, lower bpb)"
+              + (" (fewer than 2 annotators: nothing to compare)." if not pairs else "."), ""]
+    return lines
+
+
+def write_ablation_report(out: Path, results: dict, seeds: int, aucs: dict | None = None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -220,10 +267,13 @@ def write_ablation_report(out: Path, results: dict, seeds: int) -> Path:
     fig.savefig(A / "ablations.png", dpi=110)
     plt.close(fig)
     lines += ["![aligned bits per byte per arm](ablations/ablations.png)", ""]
+    if aucs:
+        lines += fig2_lines(results, aucs)
     path = out / "ablations.md"
     path.write_text("\n".join(lines))
     json_rows = {f"{t}/{a}": [{"aligned": {k: v["bpb"] for k, v in r["aligned"].items()},
                                "heldout": r["heldout"].get("all", {}).get("bpb")} for r in rs]
                  for (t, a), rs in results.items()}
+    json_rows["fig2_roc_auc"] = aucs or {}
     (A / "results.json").write_text(json.dumps(json_rows, indent=1))
     return path

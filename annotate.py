@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from bert import BertEncoder, WordPiece, load_encoder, minilm_dir, pad_batch, resolve_encoder
 from formats import cache_dir, load_safetensors, save_safetensors, write_json
-from prepare.positives import hash01, read_positive_file, sample_docs, standin_positives
+from prepare.positives import STANDIN_KINDS, hash01, read_positive_file, sample_docs, standin_positives
 
 # -----------------------------------------------------------------------------
 # config
@@ -73,6 +73,7 @@ class AnnotateConfig:
     max_positives: int | None = None  # None: every positive given is used
     negatives_per_positive: float = 1.0
     seed: int = 1337
+    standin: str = "hqins"       # without --positives: which stand-in set (prepare/positives.STANDIN_KINDS)
     # inference
     batch_tokens: int = 16384    # padded tokens per forward batch (length-bucketed)
 
@@ -294,8 +295,9 @@ def train(cfg: AnnotateConfig, docs_path, out_dir, positive_files=(), device="cp
         positives = [p for f in positive_files for p in read_positive_file(f, file_stats[str(f)])]
         source = "files: " + ", ".join(str(f) for f in positive_files)
     else:  # in preference order: functions with doctest examples first
-        positives = standin_positives(read_docs(docs_path))
-        source = "stand-in: self-contained documented Python functions from the corpus (not hqcode)"
+        positives = standin_positives(read_docs(docs_path), kind=cfg.standin)
+        source = (f"stand-in {cfg.standin}: self-contained documented Python functions from the corpus "
+                  f"(not hqcode), {STANDIN_KINDS[cfg.standin]:.0%} as instructions")
     for f, st in file_stats.items():
         if st["dropped"]:
             print(f"annotate train: {f}: {st['used']} of {st['given']} records used, skipped: "
@@ -674,7 +676,7 @@ def main(argv=None):
     p.add_argument("--encoder", default=defaults.encoder, help="BERT dir (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--finetune", action="store_true", help="fine-tune the whole encoder")
     for name in ("window", "lr", "epochs", "batch_size", "min_steps", "encoder_lr", "finetune_epochs", "holdout",
-                 "negatives_per_positive", "seed", "batch_tokens", "weight_decay"):
+                 "negatives_per_positive", "seed", "batch_tokens", "weight_decay", "standin"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(defaults, name)), default=getattr(defaults, name))
     p.add_argument("--max-positives", type=int, default=None,
                    help="use at most N positives (default: all; the count used and given is printed and recorded)")

@@ -189,10 +189,21 @@ def _function_positive(node, lines, imports, helpers=None):
     return code, tests, summary, node.name
 
 
-def standin_positives(docs, limit=None):
-    """The offline stand-in for hqcode + instruction data (see the module docstring): a stable
-    random 3/4 of the functions as code files (hqcode's part), 1/4 as an instruction and its
-    answer (Magicoder/StarCoder2-Instruct's part, as in the paper's 220k + 80k mix)."""
+# stand-in positive sets, one per annotator of the paper's Table 4 that has an offline analogue:
+# kind -> the share of functions written as an instruction and its answer (the rest as code files)
+STANDIN_KINDS = {"hqins": 0.25,  # hqcode + instructions (ANN-HQINS, adopted): the paper's 220k + 80k mix
+                 "hq": 0.0,      # code files only (ANN-HQ)
+                 "ins": 1.0}     # instructions only (ours; the paper's ANN-INS adds LLM-rated files instead)
+
+
+def standin_positives(docs, limit=None, kind="hqins"):
+    """The offline stand-in for hqcode + instruction data (see the module docstring): for the default
+    kind "hqins", a stable random 3/4 of the functions as code files (hqcode's part), 1/4 as an
+    instruction and its answer (Magicoder/StarCoder2-Instruct's part, as in the paper's 220k + 80k
+    mix). STANDIN_KINDS has the other annotators' sets."""
+    if kind not in STANDIN_KINDS:
+        raise SystemExit(f"positives: unknown stand-in kind {kind!r}; known: {', '.join(STANDIN_KINDS)}")
+    share = STANDIN_KINDS[kind]
     with_examples, plain = [], []
     for d in docs:
         if d.get("language") != "Python":
@@ -222,7 +233,9 @@ def standin_positives(docs, limit=None):
         if h in seen:
             continue
         seen.add(h)
-        if summary and hash01(code, 1) < 0.25:
+        if share == 1.0 and not summary:
+            continue  # an instruction needs the docstring's summary
+        if summary and hash01(code, 1) < share:
             text = (f"Write a Python function `{name}`: {summary}\n\n```python\n{code.rstrip()}\n```\n"
                     + (f"\nTests:\n```python\n{tests}```\n" if tests else ""))
         else:

@@ -73,3 +73,20 @@ def test_standin_positives_from_real_code():
         code = text.split("```python\n")[1].split("```")[0] if text.startswith("Write a Python") else text
         compile(code, "<positive>", "exec")  # each positive is valid code on its own
     assert standin_positives(docs, limit=1) == pos[:1]
+
+
+def test_standin_kinds_are_different_positive_sets():
+    """Table 4's annotators: code files only (hq), instructions only (ins), the adopted mix (hqins)."""
+    docs = [{"id": f"m{i}", "content": (stdlib_dir() / f).read_text(), "language": "Python"}
+            for i, f in enumerate(["textwrap.py", "shlex.py", "fnmatch.py", "colorsys.py", "heapq.py", "bisect.py",
+                                                  "statistics.py", "fractions.py", "difflib.py", "calendar.py"])]
+    sets = {k: standin_positives(docs, kind=k) for k in ("hq", "ins", "hqins")}
+    is_ins = lambda t: t.startswith("Write a Python function")  # noqa: E731
+    assert sets["hq"] and not any(is_ins(t) for t, _ in sets["hq"])
+    assert sets["ins"] and all(is_ins(t) for t, _ in sets["ins"])
+    n_ins = sum(is_ins(t) for t, _ in sets["hqins"])
+    assert 0 < n_ins < len(sets["hqins"])  # the mix has both
+    # the same functions underneath: every hq code file appears in the mix, as code or as an instruction
+    assert len(sets["hqins"]) == len(sets["hq"])
+    with pytest.raises(SystemExit, match="unknown stand-in kind 'edu'"):
+        standin_positives(docs, kind="edu")

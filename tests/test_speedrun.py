@@ -80,9 +80,16 @@ def test_ablations_produce_every_table(quick_run):
     report = (out / "ablations.md").read_text()
     for t in ("Table 3", "Table 4", "Table 5", "Table 6"):
         assert t in report
-    for arm in ("by repository", "random", "annotator", "constant MIN_LR", "1x", "5x"):
+    for arm in ("by repository", "random", "annotator", "annotator HQ", "annotator INS", "constant MIN_LR", "1x", "5x"):
         assert f"| {arm} |" in report, arm
-    assert report.count("- paper: ") == 8  # one line per finding
+    assert report.count("- paper: ") == 10  # one line per finding, Fig. 2's included
     res = json.loads((out / "ablations" / "results.json").read_text())
-    assert len(res) == 13 and all(len(v) >= 1 for v in res.values())
+    aucs = res.pop("fig2_roc_auc")
+    assert len(res) == 15 and all(len(v) >= 1 for v in res.values())
+    # Fig. 2: one ROC-AUC per annotator, each from its own trained head
+    assert set(aucs) == {"annotator", "annotator HQ", "annotator INS"} and all(0 <= v <= 1 for v in aucs.values())
+    assert "## Fig. 2" in report
+    # the annotators' arms hold the same tokens per language as each other (one selection run, 4x)
+    sel = json.loads((out / "ablations" / "data" / "select-4x-s1337" / "arms.json").read_text())
+    assert {"annotator", "annotator-hq", "annotator-ins", "random"} <= set(sel)
     assert (out / "ablations" / "ablations.png").read_bytes()[:4] == b"\x89PNG"
