@@ -6,13 +6,12 @@ pool of workers (default: all cores), a verdict per test input.
     ensure_expected(problems)                              # canonical outputs, cached on disk
     results = run_jobs([Job(problems[0], program, sample=0)])
 
-How a program is judged, per benchmark:
-  humaneval           HumanEval's own check(candidate) (not EvalPlus's differential "base").
-  humaneval+          differential testing on EvalPlus's base_input then plus_input: the output of
-                      the program must equal the canonical solution's (atol for floats, NaN equals
-                      NaN, HumanEval/32 checked by |poly(xs, x)| <= atol, MBPP+ set/not-None oracles).
-  mbpp / mbpp+        the same on MBPP+ base_input (mbpp) or base_input then plus_input (mbpp+).
-  bigcodebench(-hard) the task's unittest classes; every test method must pass.
+How a program is judged (each benchmark's file in eval/tasks/ says exactly how):
+  kind "diff"         differential testing: the program's output on each input of the problem's
+                      groups (base, then plus) must match the canonical solution's, by the
+                      benchmark's outputs_match (EvalPlus's rules for HumanEval(+) and MBPP(+),
+                      EvoEval's for EvoEval); the first wrong or failing input ends the sample.
+  kind "unittest"     BigCodeBench(-Hard): the task's unittest classes; every test method must pass.
 Comparison happens in this process, which never runs sample code; the child only ships outputs.
 
 Time limits (EvalPlus's scheme): per input max(floor, factor * canonical time), capped; the sample
@@ -22,7 +21,6 @@ code, a sample that swallows the timer).
 """
 import hashlib
 import marshal
-import math
 import os
 import secrets
 import select
@@ -39,9 +37,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from eval import data as bdata
-from eval.prompts import mbpp_prompt
-from eval.jail import SAMPLE_DIR, jail_command, mode as jail_mode
+from eval.tasks import TASKS, make_problems, outputs_match  # noqa: F401 - re-exported
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 EXPECTED_VERSION = 3  # bump when what the expected-output cache holds changes (v3: wall seconds)
@@ -61,117 +57,11 @@ class Limits:
     fsize_mb: int = 256
     nproc: int = 4096          # RLIMIT_NPROC (per user, binds for non-root only: a backstop; the guards count)
     max_procs: int = 64        # process creations per BigCodeBench sample (counted by the guards)
-    disk_mb: int = 512         # jailed (eval/jail.py): size of the sample's own dir, and of BigCodeBench's private /tmp
 
 
 # ---------------------------------------------------------------------------- problems
-def _tupleize(x, depth):
-    """lists -> tuples down to `depth` levels (depth 0: x itself)."""
-    if depth < 0 or not isinstance(x, list):
-        return x
-    return tuple(_tupleize(v, depth - 1) for v in x) if depth == 0 else [_tupleize(v, depth - 1) for v in x]
-
-
-def _deep_tuple(x):
-    return tuple(_deep_tuple(v) for v in x) if isinstance(x, list) else x
-
-
-def mbpp_inputs(task_id: str, inputs: list) -> list:
-    """MBPP+ stores tuples, sets and complex numbers as JSON lists/strings; put back the types the
-    task's signature expects (the task ids are those EvalPlus restores)."""
-    n = int(task_id.split("/")[1])
-    if not inputs:
-        return []
-    out = []
-    for args in inputs:
-        a = list(args)
-        if n in (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740, 744, 809):
-            a = [tuple(v) for v in a]                                  # every argument is a tuple
-        elif n in (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780):
-            a = [[tuple(v) for v in arg] for arg in a]                 # every argument: list of tuples
-        elif n in (75, 413, 444, 753):
-            a = [[tuple(v) for v in a[0]]] + a[1:2]                    # first: list of tuples
-        elif n in (106, 750):
-            a = [a[0], tuple(a[1])]
-        elif n == 115:
-            a = [[set(v) if isinstance(v, list) and v else {} for v in a[0]]]
-        elif n == 124:
-            a = [float(a[0]), complex(a[1])]
-        elif n in (250, 405, 446, 617, 720, 763, 808):
-            a = [tuple(a[0])] + a[1:2]
-        elif n in (259, 401, 445):
-            a = [tuple(tuple(v) for v in arg) for arg in a]            # tuples of tuples
-        elif n == 278:
-            a = [tuple(tuple(v) if isinstance(v, list) else v for v in a[0])]
-        elif n == 307:
-            a = [tuple(a[0]), a[1], a[2]]
-        elif n == 722:
-            a = [{k: tuple(v) for k, v in a[0].items()}] + a[1:]
-        elif n == 252:
-            a = [complex(a[0])]
-        elif n in (580, 615, 791):
-            a = _deep_tuple(a)
-        out.append(list(a) if not isinstance(a, tuple) else a)
-    return out
-
-
-def make_problems(task: str, path=None) -> list[dict]:
-    """Benchmark records -> problems: {task, task_id, prompt, entry_point, canonical (a whole
-    program), groups spec...}. `task` is one of TASKS."""
-    if task in ("humaneval", "humaneval+"):
-        rows = bdata.load_benchmark(task, path)
-        dhash = bdata.dataset_hash(task, path)
-        probs = []
-        for r in rows:
-            p = dict(task=task, task_id=r["task_id"], prompt=r["prompt"], entry_point=r["entry_point"],
-                     canonical=r["prompt"] + r["canonical_solution"], dataset="humaneval", dhash=dhash)
-            if task == "humaneval":
-                p.update(kind="check", test=r["test"])
-            else:
-                p.update(kind="diff", base_input=r["base_input"], plus_input=r["plus_input"] or [],
-                         atol=float(r["atol"] or 0), groups=["base", "plus"])
-            probs.append(p)
-        return probs
-    if task in ("mbpp", "mbpp+"):
-        rows = bdata.load_benchmark("mbpp+", path)
-        dhash = bdata.dataset_hash("mbpp+", path)
-        return [dict(task=task, task_id=r["task_id"], prompt=mbpp_prompt(r), entry_point=r["entry_point"],
-                     canonical=r["canonical_solution"], dataset="mbpp", dhash=dhash, kind="diff",
-                     base_input=mbpp_inputs(r["task_id"], r["base_input"]),
-                     plus_input=mbpp_inputs(r["task_id"], r["plus_input"] or []),
-                     atol=float(r["atol"] or 0), version=r.get("version", ""),
-                     groups=["base"] if task == "mbpp" else ["base", "plus"]) for r in rows]
-    if task in ("bigcodebench", "bigcodebench-hard"):
-        rows = bdata.load_benchmark(task, path)
-        dhash = bdata.dataset_hash("bigcodebench", path) if task == "bigcodebench" else bdata.dataset_hash(task, path)
-        return [dict(task=task, task_id=r["task_id"], prompt=r["complete_prompt"], entry_point=r["entry_point"],
-                     canonical=r["complete_prompt"] + r["canonical_solution"], dataset="bigcodebench",
-                     dhash=dhash, kind="unittest", test=r["test"], libs=r["libs"],
-                     imports=bcb_imports(r["code_prompt"] + r["canonical_solution"] + "\n" + r["test"]))
-                for r in rows]
-    raise ValueError(f"unknown eval task {task!r}; known: {', '.join(TASKS)}")
-
-
-TASKS = ["humaneval", "humaneval+", "mbpp", "mbpp+", "bigcodebench", "bigcodebench-hard"]
-
-
-def bcb_imports(code: str) -> list[str]:
-    """Top-level module names a BigCodeBench program and its tests import."""
-    import ast
-    import warnings
-    names = set()
-    try:
-        with warnings.catch_warnings():  # task code has invalid escapes ("\S"): not our business here
-            warnings.simplefilter("ignore")
-            tree = ast.parse(code)
-    except SyntaxError:
-        return []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return sorted(names)
+# What each benchmark's problems are, its prompt and its oracle: eval/tasks/ (one file each).
+# make_problems, TASKS and outputs_match are re-exported here for the callers of eval.execute.
 
 
 def missing_modules(problem: dict) -> list[str]:
@@ -193,75 +83,9 @@ def is_stdlib_only(problem: dict) -> bool:
     return all(m in sys.stdlib_module_names for m in problem.get("imports", []))
 
 
-# ---------------------------------------------------------------------------- comparing outputs
-MBPP_SET_EQ = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
-               "intersection_array", "find_dissimilar", "Diff"}
-MBPP_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
-
-
 def _not_none(problem):
-    """MBPP+ tasks whose answer is judged only as found / not found (the canonical returns re.Match)."""
-    return problem["dataset"] == "mbpp" and problem["entry_point"] in MBPP_NOT_NONE
-
-
-def _poly(xs, x):
-    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
-
-
-def _surface_area(base_edge, height):  # Mbpp/581's oracle: the height is the pyramid's height
-    slant = math.sqrt((base_edge / 2) ** 2 + height ** 2)
-    return round(base_edge ** 2 + 2 * base_edge * slant)
-
-
-def _digit_distance(a, b):  # Mbpp/558's oracle: pad the shorter number with zeros
-    sa, sb = str(a), str(b)
-    w = max(len(sa), len(sb))
-    return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(w), sb.zfill(w)))
-
-
-def _is_floats(x) -> bool:
-    """EvalPlus's rule for "this answer is floats": a float, or a non-empty list/tuple of floats."""
-    return isinstance(x, float) or (isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, float) for v in x))
-
-
-def _allclose(out, exp, atol) -> bool:
-    """EvalPlus's tolerant comparison: same type (and length), then numpy allclose with rtol 1e-7."""
-    import numpy as np
-    if type(out) is not type(exp):
-        return False
-    if isinstance(exp, (list, tuple)) and len(out) != len(exp):
-        return False
-    return bool(np.allclose(out, exp, rtol=1e-07, atol=atol))
-
-
-def outputs_match(out, exp, problem: dict, args) -> bool:
-    """Is `out` (the sample's) right, given `exp` (the canonical's) on input `args`?"""
-    ep, atol = problem["entry_point"], problem.get("atol", 0.0)
-    try:
-        if problem["dataset"] == "humaneval" and ep == "find_zero":
-            # any root will do: judge the polynomial at the returned point (EvalPlus 0.3.1 swapped the arguments)
-            return isinstance(out, (int, float)) and not isinstance(out, bool) and abs(_poly(args[0], out)) <= atol
-        if problem["dataset"] == "mbpp":
-            if ep in MBPP_NOT_NONE:  # the child already reduced a non-bool answer to `is not None`
-                return out == exp
-            if ep in MBPP_SET_EQ:
-                return set(out) == set(exp)
-            if ep == "are_equivalent":
-                return True
-            if ep == "sum_div" and out == 0:
-                return True
-            if ep == "surface_Area" and isinstance(out, (int, float)) and abs(out - _surface_area(*args)) <= atol:
-                return True
-            if ep == "digit_distance_nums" and out == _digit_distance(*args):
-                return True
-        exact = out == exp
-        if atol == 0 and _is_floats(exp):
-            atol = 1e-6  # EvalPlus: floats get 1e-6 when the task gives no atol
-        if not exact and atol != 0:
-            return _allclose(out, exp, atol)
-        return bool(exact)  # everything else: Python equality, nothing more (1e98 is not 10**98)
-    except Exception:
-        return False
+    """MBPP+ tasks whose answer is judged only as found / not found (the child ships `is not None`)."""
+    return bool(problem.get("not_none"))
 
 
 # ---------------------------------------------------------------------------- the child process
@@ -276,43 +100,19 @@ def _child_env(tmp):
 _SHAPES = {"R": 6, "T": 6, "L": 2, "S": 2, "D": 3}  # message kind -> tuple length
 
 
-def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None, jail=None,
-                  disk_mb=Limits.disk_mb):
-    """Run one program in a fresh sandbox process: jailed by bubblewrap (eval/jail.py) when this
-    machine allows it (jail=None: jail.mode() decides), the in-process guards inside it either way.
-    `on_message(msg)` sees each message as it arrives and may return True to stop the child early.
-    Returns (messages, info) where info has rc, killed ("progress" | "total" | "early" | None),
-    seconds, stderr tail, sandbox (the mode it ran in)."""
+def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None):
+    """Run one program in a fresh sandbox process. `on_message(msg)` sees each message as it
+    arrives and may return True to stop the child early. Returns (messages, info) where info has
+    rc, killed ("progress" | "total" | "early" | None), seconds, stderr tail."""
     payload = dict(payload, nonce=secrets.token_hex(16))
-    disk_mb = payload.pop("disk_mb", disk_mb)
-    jailed = jail_mode() == "bwrap" if jail is None else jail
-    err = tempfile.TemporaryFile()
+    tmp = tempfile.mkdtemp(prefix="snowcoder_sbx_")  # no "-": a BigCodeBench test splits paths on it
     r, w = os.pipe()
+    err = tempfile.TemporaryFile()
     t0 = time.monotonic()
-    if jailed:
-        # the sample dir is a tmpfs inside the jail (nothing on this disk to clean up or to be
-        # written late); BigCodeBench's extra write root, the system temp dir, is the jail's private /tmp
-        tmp = None
-        if payload.get("write_roots"):
-            payload["write_roots"] = ["/tmp"]
-        argv, jfds = jail_command([sys.executable, "-I", str(SANDBOX), str(w)], _child_env(SAMPLE_DIR), disk_mb,
-                                  private_tmp=bool(payload.get("write_roots")))
-        cwd, env = "/", _child_env(SAMPLE_DIR)
-    else:
-        tmp = tempfile.mkdtemp(prefix="snowcoder_sbx_")  # no "-": a BigCodeBench test splits paths on it
-        argv, jfds = [sys.executable, "-I", str(SANDBOX), str(w)], ()
-        cwd, env = tmp, _child_env(tmp)
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env,
-                                pass_fds=(w, *jfds), start_new_session=True, close_fds=True)
-    except BaseException:
-        os.close(r), err.close()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        for fd in (w, *jfds):
-            os.close(fd)
+    proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX), str(w)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=err, cwd=tmp, env=_child_env(tmp),
+                            pass_fds=(w,), start_new_session=True, close_fds=True)
+    os.close(w)
     msgs, killed, buf, bad_message = [], None, bytearray(), False
     try:
         try:  # the child reads all of stdin first, so this cannot deadlock
@@ -376,14 +176,13 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
         err.seek(max(0, err.tell() - 2000))
         tail = err.read().decode("utf-8", "replace")
         err.close()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     # finished: our own final message, with our nonce, after exactly the messages the harness sent
     done = next((i for i, m in enumerate(msgs) if m[0] == "D"), None)
     finished = done is not None and msgs[done][1:] == (payload["nonce"], done) and not bad_message
     msgs = msgs[:done] if done is not None else msgs
     return msgs, dict(rc=proc.returncode, killed=killed, seconds=time.monotonic() - t0, stderr=tail, finished=finished,
-                      forged=bad_message or (done is not None and not finished), sandbox="bwrap" if jailed else "none")
+                      forged=bad_message or (done is not None and not finished))
 
 
 # ---------------------------------------------------------------------------- expected outputs
@@ -393,9 +192,8 @@ def cache_root() -> Path:
 
 def _expected_path(problem) -> Path:
     safe = problem["task_id"].replace("/", "_")
-    fam = {"humaneval": "humaneval", "mbpp": "mbpp", "bigcodebench": "bigcodebench"}[problem["dataset"]]
     kind = problem["kind"]
-    return cache_root() / "expected" / f"{fam}-{kind}-{problem['dhash']}-v{EXPECTED_VERSION}" / f"{safe}.marshal"
+    return cache_root() / "expected" / f"{problem['dataset']}-{kind}-{problem['dhash']}-v{EXPECTED_VERSION}" / f"{safe}.marshal"
 
 
 def _input_blobs(problem, group):
@@ -420,7 +218,7 @@ def expected_job(problem: dict, limits: Limits):
                    fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=60.0,
                    allow_procs=problem["kind"] == "unittest", max_procs=limits.max_procs,
                    module_name="__test__" if problem["kind"] == "unittest" else "solution",
-                   write_roots=_write_roots(problem), disk_mb=limits.disk_mb)
+                   write_roots=_write_roots(problem))
     msgs, info = run_sandboxed(payload, progress_limit=120.0 if problem["kind"] == "diff" else 660.0,
                                total_limit=1800.0)
     rec = dict(errors=[], seconds=info["seconds"])
@@ -542,7 +340,7 @@ def _judge(job: Job, limits: Limits = None) -> dict:
                   entry_point=p["entry_point"], memory_mb=limits.memory_mb, fsize_mb=limits.fsize_mb,
                   nproc=limits.nproc, load_limit=limits.load, allow_procs=p["kind"] == "unittest",
                   max_procs=limits.max_procs, module_name="__test__" if p["kind"] == "unittest" else "solution",
-                  write_roots=_write_roots(p), disk_mb=limits.disk_mb)
+                  write_roots=_write_roots(p))
     if p["kind"] == "diff":
         if exp is None:
             raise RuntimeError(f"{p['task_id']}: expected outputs missing; call ensure_expected first")

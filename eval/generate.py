@@ -13,7 +13,7 @@ import os
 from tqdm import tqdm
 
 from formats import AppendLog, read_jsonl
-from eval.prompts import build_prompt, stop_strings
+from eval.tasks import build_prompt, stop_strings
 from eval.sanitize import sample_program
 
 

@@ -14,6 +14,11 @@ were removed from the training data by prepare/decontaminate.py, so a low aligne
 not memorisation.
 
     python -m eval.loss --ckpt R/p2/export --tasks humaneval+,mbpp+,bigcodebench --heldout D/p1/shards
+
+Benchmarks (eval/tasks/): humaneval+, mbpp+, bigcodebench(-hard), and evoeval (its five categories
+together; evoeval-<category> for one) when EvoEval's release files are on this machine. A benchmark
+whose files are not here is not downloaded: it is listed under "missing" in the output with the
+reason (where it was looked for, how to fetch it), and printed.
     python -m eval.loss --api-base http://127.0.0.1:8000/v1 --model p2 --tokenizer R/p2/export ...
 
 Tokenization: prompt and solution are encoded separately and concatenated (context + continuation,
@@ -181,12 +186,22 @@ def evaluate(score_many, enc, tasks: list[str], heldout=None, heldout_tokens=200
     res = {"aligned": {}, "heldout": {}, "missing": {},
            "settings": {"tasks": tasks, "heldout": str(heldout) if heldout else None,
                         "heldout_tokens_per_language": heldout_tokens, "context": T, "limit": limit}}
+    from eval.tasks import SOURCES, missing_data
     for t in tasks:
+        # only what is on this machine is scored (never a download mid-run): an absent benchmark is
+        # named, with where it was looked for and how to fetch it, in the output and on stderr
         try:
+            absent = missing_data(t, bench_path)
+            if absent:
+                from formats import benchmark_dirs
+                where = ", ".join(str(d) for d in benchmark_dirs(bench_path)) or "no benchmark directory"
+                raise FileNotFoundError(f"not present here: {', '.join(SOURCES[n]['files'][0] for n in absent)} "
+                                        f"(looked in {where}); fetch with `python -m eval.data {' '.join(absent)}` "
+                                        f"or point $SNOWCODER_BENCHMARKS at a folder holding them")
             pairs = solution_pairs(t, bench_path)
-        except (SystemExit, FileNotFoundError, ValueError) as e:  # e.g. EvoEval not present offline
-            res["missing"][t] = str(e).splitlines()[0][:300]
-            print(f"eval.loss: {t}: skipped ({res['missing'][t]})", file=sys.stderr)
+        except (SystemExit, FileNotFoundError, ValueError) as e:  # e.g. EvoEval, whose files are not staged here
+            res["missing"][t] = str(e).splitlines()[0][:500]
+            print(f"eval.loss: {t}: skipped, {res['missing'][t]}", file=sys.stderr)
             continue
         n_all = len(pairs)
         if limit and limit < n_all:
@@ -205,6 +220,7 @@ def table(res: dict) -> str:
     rows += [f"| {t} | {v['bpb']:.4f} | {v.get('subset', 'all')} {v['n_tasks']} tasks |" for t, v in res["aligned"].items()]
     rows += [f"| held-out {lang} | {v['bpb']:.4f} | {v['tokens']} tokens{' (capped)' if v.get('capped') else ''} |"
              for lang, v in res["heldout"].items()]
+    rows += [f"| {t} | not measured | {why} |" for t, why in res.get("missing", {}).items()]
     return "\n".join(rows)
 
 

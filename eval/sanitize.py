@@ -120,14 +120,14 @@ def sanitize(code: str, entry_point: str = None) -> str:
 def sample_program(problem: dict, raw: str):
     """(completion, program) for a raw completion of build_prompt(problem): cut at the stop strings,
     joined to the prompt, sanitized. The one path every sample takes, the ground truth included."""
-    from eval.prompts import stop_strings, program_from_completion
+    from eval.tasks import stop_strings, program_from_completion
     completion = cut_at_stop(raw, stop_strings(problem))
     return completion, sanitize(program_from_completion(problem, completion), problem["entry_point"])
 
 
 def ground_truth_completion(problem: dict) -> str:
     """The canonical solution as a model would have written it: the text after build_prompt(problem)."""
-    from eval.prompts import build_prompt
+    from eval.tasks import build_prompt
     prompt, canon = build_prompt(problem), problem["canonical"]
     return canon[len(prompt):] if canon.startswith(prompt) else canon
 

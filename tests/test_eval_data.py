@@ -1,9 +1,12 @@
-"""eval/data.py: every benchmark loads from the staged files, with the documented selections."""
+"""eval/data.py: every benchmark loads from the staged files, with the documented selections (the
+EvoEval files are not staged: tests/test_eval_tasks.py loads them from fixtures)."""
 import gzip
 
 import pytest
 
-from eval.data import load_benchmark, benchmark_file, dataset_hash, MBPP_PLUS_DROPPED
+from eval.data import NAMES, SOURCES, load_benchmark, benchmark_file, dataset_hash, locate
+from eval.tasks.bigcodebench import BCB_HARD_IDS
+from eval.tasks.mbpp import MBPP_PLUS_DROPPED
 
 
 @pytest.mark.parametrize("name,n", [("humaneval", 164), ("humaneval+", 164), ("humaneval+-mini", 164), ("mbpp", 974),
@@ -45,3 +48,21 @@ def test_bad_path_and_name(tmp_path):
         load_benchmark("humaneval", tmp_path)
     with pytest.raises(ValueError, match="unknown benchmark"):
         load_benchmark("humaneval++")
+
+
+def test_names_come_from_the_task_files(bench_dir):
+    from eval.tasks import BENCHMARKS
+    assert NAMES == sorted(n for m in BENCHMARKS for n in m.DATA)
+    assert {"evoeval-difficult", "evoeval-creative", "evoeval-subtle", "evoeval-combine", "evoeval-tool_use"} <= set(NAMES)
+    for name in NAMES:
+        f = locate(name, bench_dir) if (bench_dir / SOURCES[name]["files"][0]).exists() else None
+        if f is not None:  # what is staged is found without a download, under its listed name
+            assert f.name in SOURCES[name]["files"] and benchmark_file(name, bench_dir) == f
+
+
+def test_bigcodebench_hard_is_the_listed_ids(bench_dir):
+    hard = load_benchmark("bigcodebench-hard", bench_dir)
+    assert [r["task_id"] for r in hard] == [f"BigCodeBench/{i}" for i in BCB_HARD_IDS]
+    # the same records as the full file's
+    full = {r["task_id"]: r for r in load_benchmark("bigcodebench", bench_dir)}
+    assert all(r == full[r["task_id"]] for r in hard)

@@ -1,10 +1,11 @@
-"""eval/sanitize.py and eval/prompts.py."""
+"""eval/sanitize.py and the prompts of eval/tasks/."""
 from eval.sanitize import cut_at_stop, sanitize
-from eval.prompts import mbpp_prompt, build_prompt, STOP
+from eval.tasks import build_prompt, humaneval
+from eval.tasks.mbpp import mbpp_prompt
 
 
 def test_cut_at_stop_earliest():
-    assert cut_at_stop("    return 1\ndef g():\n    pass\nprint(1)", STOP["humaneval"]) == "    return 1"
+    assert cut_at_stop("    return 1\ndef g():\n    pass\nprint(1)", humaneval.STOP) == "    return 1"
     assert cut_at_stop("x = 1", ["\ndef "]) == "x = 1"
 
 
@@ -48,7 +49,7 @@ def test_sanitize_truncated_and_fenced():
 def test_prompts():
     t = {"prompt": "'''\nWrite a function to add.\n'''", "assertion": "\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n"}
     assert mbpp_prompt(t) == '"""\nWrite a function to add.\nassert add(1, 2) == 3\n"""\n'
-    he = {"dataset": "humaneval", "prompt": "def f():\n    \"\"\"doc\"\"\"\n\n"}
+    he = {"task": "humaneval", "prompt": "def f():\n    \"\"\"doc\"\"\"\n\n"}
     assert build_prompt(he) == "def f():\n    \"\"\"doc\"\"\""
 
 
