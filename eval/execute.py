@@ -38,6 +38,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval.tasks import TASKS, make_problems, outputs_match  # noqa: F401 - re-exported
+from eval.jail import SAMPLE_DIR, jail_command, mode as jail_mode
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 EXPECTED_VERSION = 3  # bump when what the expected-output cache holds changes (v3: wall seconds)
@@ -57,6 +58,7 @@ class Limits:
     fsize_mb: int = 256
     nproc: int = 4096          # RLIMIT_NPROC (per user, binds for non-root only: a backstop; the guards count)
     max_procs: int = 64        # process creations per BigCodeBench sample (counted by the guards)
+    disk_mb: int = 512         # jailed (eval/jail.py): size of the sample's own dir, and of BigCodeBench's private /tmp
 
 
 # ---------------------------------------------------------------------------- problems
@@ -100,19 +102,43 @@ def _child_env(tmp):
 _SHAPES = {"R": 6, "T": 6, "L": 2, "S": 2, "D": 3}  # message kind -> tuple length
 
 
-def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None):
-    """Run one program in a fresh sandbox process. `on_message(msg)` sees each message as it
-    arrives and may return True to stop the child early. Returns (messages, info) where info has
-    rc, killed ("progress" | "total" | "early" | None), seconds, stderr tail."""
+def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None, jail=None,
+                  disk_mb=Limits.disk_mb):
+    """Run one program in a fresh sandbox process: jailed by bubblewrap (eval/jail.py) when this
+    machine allows it (jail=None: jail.mode() decides), the in-process guards inside it either way.
+    `on_message(msg)` sees each message as it arrives and may return True to stop the child early.
+    Returns (messages, info) where info has rc, killed ("progress" | "total" | "early" | None),
+    seconds, stderr tail, sandbox (the mode it ran in)."""
     payload = dict(payload, nonce=secrets.token_hex(16))
-    tmp = tempfile.mkdtemp(prefix="snowcoder_sbx_")  # no "-": a BigCodeBench test splits paths on it
-    r, w = os.pipe()
+    disk_mb = payload.pop("disk_mb", disk_mb)
+    jailed = jail_mode() == "bwrap" if jail is None else jail
     err = tempfile.TemporaryFile()
+    r, w = os.pipe()
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX), str(w)], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=err, cwd=tmp, env=_child_env(tmp),
-                            pass_fds=(w,), start_new_session=True, close_fds=True)
-    os.close(w)
+    if jailed:
+        # the sample dir is a tmpfs inside the jail (nothing on this disk to clean up or to be
+        # written late); BigCodeBench's extra write root, the system temp dir, is the jail's private /tmp
+        tmp = None
+        if payload.get("write_roots"):
+            payload["write_roots"] = ["/tmp"]
+        argv, jfds = jail_command([sys.executable, "-I", str(SANDBOX), str(w)], _child_env(SAMPLE_DIR), disk_mb,
+                                  private_tmp=bool(payload.get("write_roots")))
+        cwd, env = "/", _child_env(SAMPLE_DIR)
+    else:
+        tmp = tempfile.mkdtemp(prefix="snowcoder_sbx_")  # no "-": a BigCodeBench test splits paths on it
+        argv, jfds = [sys.executable, "-I", str(SANDBOX), str(w)], ()
+        cwd, env = tmp, _child_env(tmp)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env,
+                                pass_fds=(w, *jfds), start_new_session=True, close_fds=True)
+    except BaseException:
+        os.close(r), err.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        for fd in (w, *jfds):
+            os.close(fd)
     msgs, killed, buf, bad_message = [], None, bytearray(), False
     try:
         try:  # the child reads all of stdin first, so this cannot deadlock
@@ -176,13 +202,14 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
         err.seek(max(0, err.tell() - 2000))
         tail = err.read().decode("utf-8", "replace")
         err.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     # finished: our own final message, with our nonce, after exactly the messages the harness sent
     done = next((i for i, m in enumerate(msgs) if m[0] == "D"), None)
     finished = done is not None and msgs[done][1:] == (payload["nonce"], done) and not bad_message
     msgs = msgs[:done] if done is not None else msgs
     return msgs, dict(rc=proc.returncode, killed=killed, seconds=time.monotonic() - t0, stderr=tail, finished=finished,
-                      forged=bad_message or (done is not None and not finished))
+                      forged=bad_message or (done is not None and not finished), sandbox="bwrap" if jailed else "none")
 
 
 # ---------------------------------------------------------------------------- expected outputs
@@ -218,7 +245,7 @@ def expected_job(problem: dict, limits: Limits):
                    fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=60.0,
                    allow_procs=problem["kind"] == "unittest", max_procs=limits.max_procs,
                    module_name="__test__" if problem["kind"] == "unittest" else "solution",
-                   write_roots=_write_roots(problem))
+                   write_roots=_write_roots(problem), disk_mb=limits.disk_mb)
     msgs, info = run_sandboxed(payload, progress_limit=120.0 if problem["kind"] == "diff" else 660.0,
                                total_limit=1800.0)
     rec = dict(errors=[], seconds=info["seconds"])
@@ -340,7 +367,7 @@ def _judge(job: Job, limits: Limits = None) -> dict:
                   entry_point=p["entry_point"], memory_mb=limits.memory_mb, fsize_mb=limits.fsize_mb,
                   nproc=limits.nproc, load_limit=limits.load, allow_procs=p["kind"] == "unittest",
                   max_procs=limits.max_procs, module_name="__test__" if p["kind"] == "unittest" else "solution",
-                  write_roots=_write_roots(p))
+                  write_roots=_write_roots(p), disk_mb=limits.disk_mb)
     if p["kind"] == "diff":
         if exp is None:
             raise RuntimeError(f"{p['task_id']}: expected outputs missing; call ensure_expected first")

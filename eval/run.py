@@ -13,12 +13,14 @@ OUT/summary.md hold pass@k per task (greedy: pass@1), with per-task verdicts in 
 elsewhere), `--stage execute` only scores what is there.
 """
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from eval import data as bdata
 from eval.execute import TASKS, Job, Limits, make_problems, run_jobs, is_stdlib_only, missing_modules
 from eval.generate import generate_samples
+from eval.jail import mode as jail_mode
 from formats import AppendLog, read_jsonl
 from eval.metrics import summarize, write_results, markdown_table
 from eval.tasks import build_prompt, describe
@@ -155,8 +157,15 @@ def main(argv=None):
                 notes={"mbpp": bdata.MBPP_PLUS_PRERELEASE if any(
                     p.get("version") == bdata.MBPP_PLUS_PRERELEASE for t in args.tasks if t.startswith("mbpp")
                     for p in problems[t]) else "", **{t: describe(t) for t in args.tasks if not t.startswith("mbpp")}})
+    # the OS-level sandbox the samples ran in ("bwrap"), or "none: <why>": never silent (eval/jail.py)
+    meta["sandbox"] = jail_mode()
     write_results(out, summary, meta)
+    with open(out / "summary.md", "a") as f:
+        f.write(f"\nsandbox: {meta['sandbox']}\n")
     print(markdown_table(summary, meta["title"]))
+    if meta["sandbox"] != "bwrap":
+        print(f"WARNING: eval sandbox {meta['sandbox']}; these verdicts came from samples that could read this "
+              "machine's files and environment", file=sys.stderr)
     print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
     return summary
 
