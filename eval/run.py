@@ -11,19 +11,21 @@ OUT/samples-TASK.jsonl, execution appends to OUT/verdicts-TASK.jsonl. Then OUT/r
 OUT/summary.md hold pass@k per task (greedy: pass@1), with per-task verdicts in the JSONL files
 (first failing input or traceback). `--stage generate` stops after generation (run execution
 elsewhere), `--stage execute` only scores what is there.
+
+pass@k is over the stated task set: the whole benchmark (BigCodeBench 1,140, -hard 148), where a
+task that could not run here (a module missing: skipped, with its reason) or has no sample counts
+as a failure; `--limit` and `--bcb-subset` cut an explicit subset, labelled "subset: N of M tasks".
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from eval import data as bdata
 from eval.execute import TASKS, Job, Limits, make_problems, run_jobs, is_stdlib_only, missing_modules
 from eval.generate import generate_samples
-from eval.jail import mode as jail_mode
 from formats import AppendLog, read_jsonl
 from eval.metrics import summarize, write_results, markdown_table
-from eval.tasks import build_prompt, describe
+from eval.prompts import build_prompt
 from eval.sanitize import ground_truth_program
 
 
@@ -38,9 +40,11 @@ def parse_args(argv=None):
     ap.add_argument("--tasks", default="humaneval,humaneval+,mbpp,mbpp+", help=f"comma list of {', '.join(TASKS)}")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--limit", type=int, default=None, help="only the first N tasks of each benchmark")
-    ap.add_argument("--bcb-subset", choices=["all", "stdlib"], default="all",
-                    help="BigCodeBench tasks: all (those needing modules this Python lacks are skipped and "
-                         "counted, not generated for), or only those importing nothing outside the stdlib")
+    ap.add_argument("--bcb-subset", choices=["all", "stdlib", "installed"], default="all",
+                    help="BigCodeBench tasks: all (the default; those needing modules this Python lacks are "
+                         "skipped, not generated for, and count as failures in pass@k over the whole set); "
+                         "stdlib: only those importing nothing outside the stdlib; installed: only those whose "
+                         "modules this Python has. A subset's figures are labelled 'subset: N of M tasks'")
     ap.add_argument("--data", default=None, help="benchmark file or dir (default $SNOWCODER_BENCHMARKS, else download)")
     ap.add_argument("--n-samples", type=int, default=1, help="samples per task (greedy: 1)")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -62,11 +66,18 @@ def parse_args(argv=None):
 
 
 def select_problems(task, args):
+    """The problems to run and the task set the figures are over: dict(ids, full=size of the whole
+    benchmark, subset=how it was cut or None)."""
     probs = make_problems(task, args.data)
-    if task.startswith("bigcodebench"):
-        if args.bcb_subset == "stdlib":
-            probs = [p for p in probs if is_stdlib_only(p)]
-    return probs[:args.limit] if args.limit else probs
+    full, cuts = len(probs), []
+    if task.startswith("bigcodebench") and args.bcb_subset != "all":
+        keep = is_stdlib_only if args.bcb_subset == "stdlib" else (lambda p: not missing_modules(p))
+        probs = [p for p in probs if keep(p)]
+        cuts.append("stdlib-only" if args.bcb_subset == "stdlib" else "modules installed here")
+    if args.limit and args.limit < len(probs):
+        probs = probs[:args.limit]
+        cuts.append(f"first {args.limit}")
+    return probs, dict(ids=[p["task_id"] for p in probs], full=full, subset=", ".join(cuts) or None)
 
 
 def samples_for(task, problems, args, out, model, reuse):
@@ -113,7 +124,9 @@ def main(argv=None):
             model = ApiModel(args.api_base, args.model)
     # identical prompts (HumanEval/HumanEval+, MBPP/MBPP+) are generated once: seed from files on disk
     reuse = {}
-    problems = {t: select_problems(t, args) for t in args.tasks}
+    problems, task_sets = {}, {}
+    for t in args.tasks:
+        problems[t], task_sets[t] = select_problems(t, args)
     if model is not None:
         for t in args.tasks:
             by_id = {p["task_id"]: p for p in problems[t]}
@@ -148,7 +161,7 @@ def main(argv=None):
     if args.stage == "generate":
         return
     ks = [int(k) for k in args.ks.split(",")]
-    summary = summarize(all_verdicts, ks)
+    summary = summarize(all_verdicts, ks, task_sets)
     meta = dict(title=("ground truth" if args.ground_truth else args.ckpt or args.model or args.samples),
                 source=dict(ckpt=args.ckpt, api_base=args.api_base, model=args.model, samples=args.samples,
                             ground_truth=args.ground_truth),
@@ -156,16 +169,10 @@ def main(argv=None):
                 max_new_tokens=args.max_new_tokens, seconds=round(time.time() - t0, 1),
                 notes={"mbpp": bdata.MBPP_PLUS_PRERELEASE if any(
                     p.get("version") == bdata.MBPP_PLUS_PRERELEASE for t in args.tasks if t.startswith("mbpp")
-                    for p in problems[t]) else "", **{t: describe(t) for t in args.tasks if not t.startswith("mbpp")}})
-    # the OS-level sandbox the samples ran in ("bwrap"), or "none: <why>": never silent (eval/jail.py)
-    meta["sandbox"] = jail_mode()
+                    for p in problems[t]) else "", "humaneval": "HumanEval's own check()",
+                    "humaneval+": "EvalPlus base + plus inputs, HumanEval+ v0.1.10"})
     write_results(out, summary, meta)
-    with open(out / "summary.md", "a") as f:
-        f.write(f"\nsandbox: {meta['sandbox']}\n")
     print(markdown_table(summary, meta["title"]))
-    if meta["sandbox"] != "bwrap":
-        print(f"WARNING: eval sandbox {meta['sandbox']}; these verdicts came from samples that could read this "
-              "machine's files and environment", file=sys.stderr)
     print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
     return summary
 

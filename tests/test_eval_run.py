@@ -29,7 +29,10 @@ def test_samples_file_scored(bench_dir, tmp_path):
     assert summary["humaneval+"]["pass@1"] == pytest.approx(0.5)
     res = json.loads((out / "results.json").read_text())
     assert res["summary"]["humaneval"]["tasks"] == 4
-    assert "| humaneval+ | 4 | 4 | 50.0 |" in (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "| humaneval+ | 4 | 4 | 4 | 50.0 |" in md
+    assert res["summary"]["humaneval+"]["label"] == "HumanEval+ (subset: 4 of 164 tasks, first 4)"
+    assert "HumanEval+ (subset: 4 of 164 tasks, first 4)" in md
     verdicts = [json.loads(l) for l in (out / "verdicts-humaneval+.jsonl").read_text().splitlines()]
     failed = {v["task_id"]: v for v in verdicts if not v["passed"]}
     assert set(failed) == {he[2]["task_id"], he[3]["task_id"]}
@@ -121,3 +124,68 @@ def test_api_backend_with_a_local_server(bench_dir, tmp_path):
     assert seen and seen[0]["model"] == "stand-in" and seen[0]["temperature"] == 0.0
     rows = [json.loads(l) for l in (out / "samples-humaneval.jsonl").read_text().splitlines()]
     assert all("def extra" not in r["completion"] for r in rows)  # cut at the stop string
+
+
+def _bcb_copy_with_an_absent_module(bench_dir, tmp_path, task_id):
+    """The BigCodeBench file with one task's test importing a module no machine has, so that task
+    is skipped whatever is installed here."""
+    import gzip
+    from eval.data import benchmark_file
+    rows = [json.loads(l) for l in gzip.open(benchmark_file("bigcodebench", bench_dir), "rt")]
+    for r in rows:
+        if r["task_id"] == task_id:
+            r["test"] = "import snowcoder_absent_module\n" + r["test"]
+    d = tmp_path / "bench"
+    d.mkdir()
+    with gzip.open(d / "BigCodeBench-v0.1.0_hf.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return d, {r["task_id"]: r for r in rows}
+
+
+def test_bigcodebench_headline_counts_skipped_as_failures(bench_dir, tmp_path, capsys):
+    """Samples for three tasks (one right, one wrong, one whose module is absent): pass@1 is over
+    all 1,140 tasks (1/1140), the skipped task is listed with its reason, and the label says 1,140."""
+    from eval.execute import is_stdlib_only, make_problems
+    d, rows = _bcb_copy_with_an_absent_module(bench_dir, tmp_path, "BigCodeBench/3")
+    probs = {p["task_id"]: p for p in make_problems("bigcodebench", d)}
+    assert len(probs) == 1140 and is_stdlib_only(probs["BigCodeBench/1"])
+    good, bad = probs["BigCodeBench/1"], probs["BigCodeBench/2"]
+    f = tmp_path / "samples.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in [
+        dict(task_id=good["task_id"], solution=good["canonical"]),
+        dict(task_id=bad["task_id"], solution=bad["prompt"] + "    return None\n"),
+        dict(task_id="BigCodeBench/3", solution=probs["BigCodeBench/3"]["canonical"])]))
+    out = tmp_path / "out"
+    s = main(["--samples", str(f), "--tasks", "bigcodebench", "--out", str(out), "--data", str(d), "--workers", "2"])
+    row = s["bigcodebench"]
+    assert row["pass@1"] == pytest.approx(1 / 1140) and row["tasks"] == 1140
+    assert row["label"] == "BigCodeBench (1,140 tasks)" and row["subset"] is None
+    assert "BigCodeBench/3" in row["skipped_ids"]
+    assert any("snowcoder_absent_module" in r for r in row["skip_reasons"])
+    assert row["scored"] == 2 and row["skipped"] + row["missing"] == 1138
+    res = json.loads((out / "results.json").read_text())["summary"]["bigcodebench"]
+    assert res["pass@1"] == pytest.approx(1 / 1140) and res["label"] == row["label"]
+    md = (out / "summary.md").read_text()
+    assert "| bigcodebench | 1140 | 2 | 2 | 0.1 |" in md and "BigCodeBench (1,140 tasks)" in md
+    assert "over the 2 that ran: 50.0" in md
+    assert "| bigcodebench | 1140 | 2 | 2 | 0.1 |" in capsys.readouterr().out
+
+
+def test_bigcodebench_subset_is_labelled(bench_dir, tmp_path):
+    """--bcb-subset stdlib --limit 3: pass@1 over those 3 (a task without a sample is a failure),
+    labelled as a subset of 1,140 in results.json and summary.md, never as the full set."""
+    from eval.execute import is_stdlib_only, make_problems
+    first3 = [p for p in make_problems("bigcodebench", bench_dir) if is_stdlib_only(p)][:3]
+    f = tmp_path / "samples.jsonl"
+    f.write_text("".join(json.dumps(dict(task_id=p["task_id"], solution=p["canonical"])) + "\n" for p in first3[:1]))
+    out = tmp_path / "out"
+    s = main(["--samples", str(f), "--tasks", "bigcodebench", "--bcb-subset", "stdlib", "--limit", "3",
+              "--out", str(out), "--data", str(bench_dir)])
+    row = s["bigcodebench"]
+    assert row["pass@1"] == pytest.approx(1 / 3) and (row["tasks"], row["full"], row["missing"]) == (3, 1140, 2)
+    want = "BigCodeBench (subset: 3 of 1,140 tasks, stdlib-only, first 3)"
+    assert row["label"] == want
+    res = json.loads((out / "results.json").read_text())
+    assert res["summary"]["bigcodebench"]["label"] == want and res["meta"]["bcb_subset"] == "stdlib"
+    md = (out / "summary.md").read_text()
+    assert want in md and "BigCodeBench (1,140 tasks)" not in md
