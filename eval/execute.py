@@ -477,6 +477,7 @@ def run_jobs(jobs: list[Job], limits: Limits = None, workers: int = None, on_res
     time_unittests=False skips timing BigCodeBench canonicals first (their limit is then
     Limits.bcb_default): what a ground-truth run wants, as it runs the canonicals anyway."""
     limits = limits or Limits()
+    jail_mode()  # probed here, in this thread: SNOWCODER_SANDBOX=bwrap without a working jail stops the run
     probs = list({id(j.problem): j.problem for j in jobs}.values())
     ensure_expected([p for p in probs if time_unittests or p["kind"] != "unittest"], limits, workers)
     out = []

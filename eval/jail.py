@@ -54,7 +54,7 @@ SECRETS = ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc
            "/etc/sudoers", "/etc/sudoers.d", "/var/log"]  # root-only files uid 0 (no capabilities) could read as owner
 
 _lock = threading.Lock()
-_modes = {}  # $SNOWCODER_SANDBOX -> what _probe() found
+_modes = {}  # ($SNOWCODER_SANDBOX, bwrap's path) -> what _probe() found
 
 
 def _real(p) -> str:
@@ -177,15 +177,15 @@ def _probe() -> str:
 
 def mode() -> str:
     """'bwrap' when samples run jailed, else 'none: <why>' (printed once on stderr). Probed once
-    per process and value of $SNOWCODER_SANDBOX."""
-    want = os.environ.get("SNOWCODER_SANDBOX", "auto")
+    per process, $SNOWCODER_SANDBOX and bwrap found on $PATH."""
+    key = (os.environ.get("SNOWCODER_SANDBOX", "auto"), shutil.which("bwrap"))
     with _lock:
-        if want not in _modes:
-            _modes[want] = _probe()
-            if _modes[want] != "bwrap":
-                print(f"WARNING: eval sandbox {_modes[want]}; samples run with in-process guards only "
+        if key not in _modes:
+            _modes[key] = _probe()
+            if _modes[key] != "bwrap":
+                print(f"WARNING: eval sandbox {_modes[key]}; samples run with in-process guards only "
                       "(they can read the evaluator's files and environment)", file=sys.stderr, flush=True)
-        return _modes[want]
+        return _modes[key]
 
 
 def _overhead(n=10):

@@ -521,3 +521,16 @@ def test_sandbox_mode_in_results(tmp_path, monkeypatch, capfd):
         if want == "none":
             assert meta["sandbox"].startswith("none: disabled by SNOWCODER_SANDBOX=none")
             assert "WARNING: eval sandbox none" in capfd.readouterr().err
+
+
+def test_required_sandbox_missing_stops_the_run(tmp_path, monkeypatch):
+    """SNOWCODER_SANDBOX=bwrap on a machine without a working jail: the run stops with the reason,
+    before any sample runs (not one "harness error" verdict per sample)."""
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    _tiny_dataset(tmp_path / "he.jsonl")
+    p = make_problems("humaneval+", tmp_path / "he.jsonl")[0]
+    monkeypatch.setenv("SNOWCODER_SANDBOX", "bwrap")
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without bwrap on it
+    with pytest.raises(RuntimeError, match="SNOWCODER_SANDBOX=bwrap but bubblewrap .bwrap. is not installed"):
+        run_jobs([Job(p, p["canonical"])])
+    assert not (tmp_path / "cache").exists()  # nothing ran, not even the canonical
