@@ -1,97 +1,304 @@
 """
-Benchmark: wall time and throughput of the full ground-truth runs (every base and plus input of
-every task, canonical solutions as the samples) on HumanEval+ and MBPP+.
+Benchmark and parity against EvalPlus 0.3.1, the evaluator whose verdicts ours must reproduce.
 
-    python -m eval.bench                       # both, cold and warm expected-output cache
-    python -m eval.bench --tasks humaneval+ --workers 2
+    python -m eval.bench                    # full ground truth of HumanEval+ and MBPP+, cold caches
+    python -m eval.bench --parity 2000      # ~2,000 mutants of the canonical solutions, both judges
+    python -m eval.bench --workers 2 --tasks humaneval+
 
-Reported per benchmark:
-  cold: computing the expected outputs (canonical on all inputs) + judging the canonical samples
-  warm: judging only (expected outputs cached on disk, the normal case for every later checkpoint)
-Baseline, measured in the same run: a naive runner that starts one fresh Python process per test
-input (exec the program, call it once, print the output), timed on a random sample of inputs and
-extrapolated to all of them at the same worker count. Target: HumanEval+ warm <= 60 s on 2 cores.
+Timing: each benchmark's full ground truth (every canonical solution on every base and plus input)
+from a cold cache, ours (`python -m eval.run --ground-truth`: expected outputs computed in the
+sandbox, then the canonical judged through the model-sample path) against EvalPlus
+(`evalplus.evaluate` on a samples file of the canonical solutions: its expected outputs, then the
+same judging), the same worker count for both, interleaved in one run (EvalPlus, ours per
+benchmark, the order flipped on every repeat), reported as a ratio ours / EvalPlus.
+
+Parity: eval/mutants.py writes wrong and slow variants of the canonical solutions as EvalPlus
+samples files; both judges run them; a base verdict is "every base input right", a plus verdict
+"every base and plus input right" (what EvalPlus's plus pass@1 counts). Every disagreement is
+printed with its cause and written to OUT/parity.json.
+
+EvalPlus is not a dependency of the project: the benchmark installs it (evalplus==0.3.1 without
+its model-provider dependencies, which judging never imports) into its own venv under
+.cache/bench-evalplus, never the tests. It reads the same staged benchmark files as ours
+(HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH), so both judge the same inputs.
 """
 import argparse
+import json
 import os
-import random
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from pathlib import Path
 
-from eval import execute as ex
+from eval import data as bdata
+from eval.execute import make_problems
+from eval.mutants import make_samples
+from formats import read_jsonl
 
-NAIVE = """
-import sys, marshal
-ns = {}
-exec(sys.argv[1], ns)
-args = marshal.loads(sys.stdin.buffer.read())
-print(repr(ns[sys.argv[2]](*args)))
-"""
+ROOT = Path(__file__).resolve().parent.parent
+EVALPLUS_VERSION = "0.3.1"
+EP_DIR = ROOT / ".cache" / "bench-evalplus"
+# what evalplus.evaluate imports (evalplus.data imports `datasets`); its LLM clients are left out
+EP_DEPS = ["datasets", "numpy", "tqdm", "termcolor", "fire", "psutil", "appdirs", "wget", "tempdir",
+           "multipledispatch", "rich", "tree-sitter", "tree-sitter-python"]
+EP_NAME = {"humaneval+": "humaneval", "mbpp+": "mbpp"}
 
 
-def naive_per_input(problems, n_inputs, workers, seed=0):
-    """Seconds per input of the one-process-per-input baseline, from `n_inputs` random inputs."""
-    import marshal
-    rng = random.Random(seed)
-    pool = [(p, g, i) for p in problems for g in ("base", "plus") for i in range(len(p[g + "_input"]))]
-    pick = rng.sample(pool, min(n_inputs, len(pool)))
+# ---------------------------------------------------------------------------- EvalPlus, installed here
+def evalplus_python() -> str:
+    """The Python of a venv with evalplus installed (made on first use)."""
+    py = EP_DIR / "venv" / "bin" / "python"
+    probe = [str(py), "-c", f"import evalplus.evaluate, evalplus; assert evalplus.__version__.startswith('{EVALPLUS_VERSION}')"]
+    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return str(py)
+    print(f"bench: installing evalplus=={EVALPLUS_VERSION} into {EP_DIR / 'venv'} (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(EP_DIR / "venv")], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for args in (["--no-deps", f"evalplus=={EVALPLUS_VERSION}"], EP_DEPS):
+        r = subprocess.run(pip + args, capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"bench: pip install {' '.join(args)} failed:\n{(r.stdout + r.stderr)[-3000:]}")
+    r = subprocess.run(probe, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"bench: evalplus does not import after installing it:\n{r.stderr[-2000:]}")
+    return str(py)
 
-    def one(item):
-        p, g, i = item
-        subprocess.run([sys.executable, "-I", "-c", NAIVE, p["canonical"], p["entry_point"]],
-                       input=marshal.dumps(p[g + "_input"][i]), capture_output=True, timeout=120)
+
+def evalplus_dataset_files(out: Path, data=None) -> dict:
+    """The benchmark files for EvalPlus: the records our loader reads, written as JSONL (for MBPP+
+    the pre-release's 378 v0.2.0 tasks, as ours uses), so both judge exactly the same inputs."""
+    env = {}
+    for task, var in (("humaneval+", "HUMANEVAL_OVERRIDE_PATH"), ("mbpp+", "MBPP_OVERRIDE_PATH")):
+        f = out / f"evalplus-data-{EP_NAME[task]}.jsonl"
+        rows = bdata.load_benchmark(task, data)
+        f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "version"}) + "\n" for r in rows))
+        env[var] = str(f)
+    return env
+
+
+def run_evalplus(py, task, samples: Path, workers, data_env, cache: Path, log: Path) -> tuple[float, dict]:
+    """evalplus.evaluate on `samples` with its cache in `cache`; returns (wall seconds, results)."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", **data_env)
+    cmd = [py, "-m", "evalplus.evaluate", "--dataset", EP_NAME[task], "--samples", str(samples),
+           "--parallel", str(workers)]
     t0 = time.time()
-    with ThreadPoolExecutor(workers) as pe:
-        list(pe.map(one, pick))
-    return (time.time() - t0) / len(pick), len(pool)
+    with open(log, "w") as lf:
+        r = subprocess.run(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    dt = time.time() - t0
+    if r.returncode:
+        raise SystemExit(f"bench: evalplus failed ({r.returncode}), see {log}:\n{log.read_text()[-2000:]}")
+    res = json.loads(samples.with_name(samples.stem + "_eval_results.json").read_text())
+    return dt, res
 
 
-def bench(task, workers, n_baseline, data=None):
-    probs = ex.make_problems(task, data)
-    n_inputs = sum(len(p["base_input"]) + len(p["plus_input"]) for p in probs)
-    cache = tempfile.mkdtemp(prefix="snowcoder-bench-cache-")
-    old = os.environ.get("SNOWCODER_CACHE")
-    os.environ["SNOWCODER_CACHE"] = cache
+def run_ours(args: list, workers, cache: Path, log: Path) -> float:
+    """python -m eval.run ARGS with its cache in `cache`; returns wall seconds."""
+    env = dict(os.environ, SNOWCODER_CACHE=str(cache))
+    cmd = [sys.executable, "-m", "eval.run", *args, "--workers", str(workers)]
+    t0 = time.time()
+    with open(log, "w") as lf:
+        r = subprocess.run(cmd, env=env, cwd=ROOT, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    dt = time.time() - t0
+    if r.returncode:
+        raise SystemExit(f"bench: eval.run failed ({r.returncode}), see {log}:\n{log.read_text()[-2000:]}")
+    return dt
+
+
+def write_samples(path: Path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def sandbox_note(out_dir: Path) -> str:
+    """What our run says about its OS sandbox (results.json), if it says anything."""
     try:
-        t0 = time.time()
-        ex.ensure_expected(probs, workers=workers)
-        t_expected = time.time() - t0
-        t0 = time.time()
-        res = ex.run_jobs([ex.Job(p, p["canonical"]) for p in probs], workers=workers)
-        t_warm = time.time() - t0
-    finally:
-        if old is None:
-            os.environ.pop("SNOWCODER_CACHE")
-        else:
-            os.environ["SNOWCODER_CACHE"] = old
-        import shutil
-        shutil.rmtree(cache, ignore_errors=True)
-    passed = sum(bool(v["passed"]) for v in res)
-    per_input, _ = naive_per_input(probs, n_baseline, workers)
-    naive_total = per_input * n_inputs
-    print(f"{task}: {len(probs)} tasks, {n_inputs} inputs, ground truth {passed}/{len(probs)}, {workers} workers")
-    print(f"  warm (judging):            {t_warm:7.1f} s  {len(probs) / t_warm:6.2f} samples/s  {n_inputs / t_warm:9.0f} inputs/s")
-    print(f"  cold (+ expected outputs): {t_expected + t_warm:7.1f} s  (expected outputs {t_expected:.1f} s)")
-    print(f"  baseline, one process per input: {per_input * 1000:.1f} ms/input on {n_baseline} random inputs "
-          f"-> {naive_total:.0f} s extrapolated; speedup warm {naive_total / t_warm:.0f}x, "
-          f"cold {naive_total / (t_expected + t_warm):.0f}x")
-    return dict(task=task, tasks=len(probs), inputs=n_inputs, passed=passed, warm_s=t_warm, expected_s=t_expected,
-                naive_s=naive_total)
+        res = json.loads((out_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    s = res.get("sandbox", res.get("meta", {}).get("sandbox"))
+    return json.dumps(s) if s is not None else "not recorded"
+
+
+def load_line() -> str:
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+# ---------------------------------------------------------------------------- timing
+def bench(tasks, workers, repeats, out: Path, data=None):
+    py = evalplus_python()
+    data_env = evalplus_dataset_files(out, data)
+    times = {t: {"ours": [], "evalplus": []} for t in tasks}
+    for rep in range(repeats):
+        for ti, task in enumerate(tasks):
+            probs = make_problems(task, data)
+            order = ["evalplus", "ours"] if (rep + ti) % 2 == 0 else ["ours", "evalplus"]
+            for who in order:
+                d = Path(tempfile.mkdtemp(prefix=f"bench-{who}-", dir=out))
+                cache = d / "cache"  # cold: nothing computed before
+                if who == "evalplus":
+                    # EvalPlus's own ground-truth layout: prompt + canonical solution as the sample
+                    rows = [dict(task_id=r["task_id"], solution=r["prompt"] + r["canonical_solution"])
+                            for r in bdata.load_benchmark(task, data)]
+                    write_samples(d / "samples.jsonl", rows)
+                    dt, res = run_evalplus(py, task, d / "samples.jsonl", workers, data_env, cache, d / "log.txt")
+                    ok = sum(e[0]["base_status"] == e[0]["plus_status"] == "pass" for e in res["eval"].values())
+                    note = ""
+                else:
+                    args = ["--ground-truth", "--tasks", task, "--out", str(d / "run")]
+                    if data:
+                        args += ["--data", str(data)]
+                    dt = run_ours(args, workers, cache, d / "log.txt")
+                    vs = [json.loads(l) for l in (d / "run" / f"verdicts-{task}-ground-truth.jsonl").read_text().splitlines()]
+                    ok = sum(bool(v["passed"]) for v in vs)
+                    note = f"  sandbox: {sandbox_note(d / 'run')}"
+                times[task][who].append(dt)
+                print(f"{task:11s} {who:8s} repeat {rep}: {dt:7.1f} s  ground truth {ok}/{len(probs)}  "
+                      f"({load_line()}){note}", flush=True)
+                shutil.rmtree(d, ignore_errors=True)
+    print(f"\nsame worker count ({workers}), cold caches, wall seconds (best of {repeats}):")
+    tot = {"ours": 0.0, "evalplus": 0.0}
+    for t in tasks:
+        o, e = min(times[t]["ours"]), min(times[t]["evalplus"])
+        tot["ours"] += o
+        tot["evalplus"] += e
+        print(f"  {t:11s} ours {o:7.1f} s   EvalPlus {e:7.1f} s   ratio {o / e:.2f}x")
+    print(f"  {'total':11s} ours {tot['ours']:7.1f} s   EvalPlus {tot['evalplus']:7.1f} s   "
+          f"ratio {tot['ours'] / tot['evalplus']:.2f}x   (target <= 0.5x)")
+    return times
+
+
+# ---------------------------------------------------------------------------- parity
+def ours_base_plus(v) -> tuple[bool, bool]:
+    """(every base input right, every base and plus input right) from one of our verdicts."""
+    vd = v.get("verdicts") or {}
+    base = bool(vd.get("base")) and set(vd["base"]) == {"."}
+    return base, bool(v["passed"])
+
+
+def evalplus_base_plus(e) -> tuple[bool, bool]:
+    return e["base_status"] == "pass", e["base_status"] == "pass" and e["plus_status"] == "pass"
+
+
+def _sample_load(loads, every=10.0):
+    while not loads or loads[-1] is not None:
+        loads.append(os.getloadavg()[0])
+        time.sleep(every)
+
+
+def cause(row, v, e, which, scale="1.0") -> str:
+    """Why our verdict and EvalPlus's differ on one sample (the cases understood so far)."""
+    ours_ok = ours_base_plus(v)[which == "plus"]
+    if row["task_id"] == "HumanEval/32" and ours_ok:
+        return ("EvalPlus 0.3.1 bug: its find_zero oracle `continue`s past the line that counts the input "
+                "as done, so every HumanEval/32 sample (the canonical too) fails there; ours checks |poly(xs, x)| <= atol")
+    timed = v.get("status") == "timeout" or "timeout" in (e["base_status"], e["plus_status"])
+    if timed or row.get("slow"):
+        return (f"time limit ({row['kind']}): ours {v.get('status')} in {v.get('seconds')} s, EvalPlus base "
+                f"{e['base_status']}, plus {e['plus_status']}. Both: max(1 s, 4 x canonical) per input, min(60 s, sum) "
+                f"+ 1 s per group; ours multiplied by max(1, load / cores), {scale} during our run, EvalPlus's not")
+    return "not classified: see ours_failure and evalplus_fail_input"
+
+
+def parity(n, seed, workers, out: Path, tasks, data=None):
+    py = evalplus_python()
+    data_env = evalplus_dataset_files(out, data)
+    probs = {t: make_problems(t, data) for t in EP_NAME}
+    n_all = sum(len(p) for p in probs.values())  # over both benchmarks: --tasks picks, never changes the samples
+    report = dict(n=0, seed=seed, workers=workers, evalplus=EVALPLUS_VERSION, tasks={}, disagreements=[])
+    for task in tasks:
+        share = max(len(probs[task]), round(n * len(probs[task]) / n_all))
+        rows = make_samples(probs[task], share, seed)
+        d = out / f"parity-{task}"
+        if (d / "samples.jsonl").exists() and read_jsonl(d / "samples.jsonl") != rows:
+            shutil.rmtree(d)  # other samples: start over; the same ones: both judges resume where they were
+        d.mkdir(parents=True, exist_ok=True)
+        write_samples(d / "samples.jsonl", rows)
+        print(f"{task}: {len(rows)} samples ({dict(Counter(r['kind'] for r in rows))})", flush=True)
+        args = ["--samples", str(d / "samples.jsonl"), "--tasks", task, "--out", str(d / "ours")]
+        if data:
+            args += ["--data", str(data)]
+        loads = []  # the load while ours runs: its wall-clock limits are scaled by max(1, load / cores)
+        threading.Thread(target=_sample_load, args=(loads,), daemon=True).start()
+        # both judges at once (the same worker count each): the comparison is of verdicts, not speed
+        ep = {}
+        t = threading.Thread(target=lambda: ep.update(zip(("s", "res"), run_evalplus(
+            py, task, d / "samples.jsonl", workers, data_env, d / "ep-cache", d / "evalplus.log"))))
+        t.start()
+        t_ours = run_ours(args, workers, d / "our-cache", d / "ours.log")
+        print(f"  ours     {t_ours:.0f} s ({load_line()}); sandbox: {sandbox_note(d / 'ours')}", flush=True)
+        loads.append(None)  # stops the sampler
+        t.join()
+        if "res" not in ep:
+            raise SystemExit(f"bench: evalplus did not finish, see {d / 'evalplus.log'}")
+        t_ep, res = ep["s"], ep["res"]
+        print(f"  EvalPlus {t_ep:.0f} s ({load_line()})", flush=True)
+        scale = [max(1.0, x / (os.cpu_count() or 1)) for x in loads[:-1]] or [1.0]
+        scale_note = f"{min(scale):.1f}-{max(scale):.1f}"
+        ours = {(v["task_id"], v["sample"]): v for v in
+                map(json.loads, (d / "ours" / f"verdicts-{task}.jsonl").read_text().splitlines())}
+        agree = {"base": 0, "plus": 0}
+        for r in rows:
+            v = ours[(r["task_id"], r["sample"])]
+            e = res["eval"][r["task_id"]][r["sample"]]
+            assert e["solution"] == r["solution"], (r["task_id"], r["sample"])  # EvalPlus keeps file order per task
+            for which, a, b in zip(("base", "plus"), ours_base_plus(v), evalplus_base_plus(e)):
+                if a == b:
+                    agree[which] += 1
+                    continue
+                report["disagreements"].append(dict(
+                    task=task, task_id=r["task_id"], sample=r["sample"], verdict=which, kind=r["kind"],
+                    change=r["change"], ours="pass" if a else v.get("status"), evalplus="pass" if b else
+                    f"base {e['base_status']}, plus {e['plus_status']}", ours_failure=v.get("first_failure"),
+                    evalplus_fail_input=str((e["base_fail_tests"] or e["plus_fail_tests"] or [""])[0])[:300],
+                    cause=cause(r, v, e, which, scale_note)))
+        kinds = Counter(r["kind"] for r in rows)
+        passed = Counter(r["kind"] for r in rows if evalplus_base_plus(res["eval"][r["task_id"]][r["sample"]])[1])
+        report["tasks"][task] = dict(samples=len(rows), agree_base=agree["base"], agree_plus=agree["plus"],
+                                     our_load_scale=scale_note,
+                                     evalplus_s=round(t_ep, 1), ours_s=round(t_ours, 1),
+                                     kinds={k: [passed[k], c] for k, c in kinds.items()})
+        report["n"] += len(rows)
+    (out / "parity.json").write_text(json.dumps(report, indent=1))
+    print(f"\nparity with EvalPlus {EVALPLUS_VERSION}, seed {seed}, {workers} workers:")
+    tb = tp = 0
+    for t, s in report["tasks"].items():
+        tb, tp = tb + s["agree_base"], tp + s["agree_plus"]
+        print(f"  {t:11s} {s['samples']:5d} samples  base {s['agree_base']}/{s['samples']} "
+              f"({100 * s['agree_base'] / s['samples']:.2f}%)  plus {s['agree_plus']}/{s['samples']} "
+              f"({100 * s['agree_plus'] / s['samples']:.2f}%)   EvalPlus passes per kind {s['kinds']}")
+    print(f"  {'all':11s} {report['n']:5d} samples  base {tb}/{report['n']} ({100 * tb / report['n']:.2f}%)  "
+          f"plus {tp}/{report['n']} ({100 * tp / report['n']:.2f}%)")
+    for x in report["disagreements"]:
+        print(f"  - {x['task_id']} #{x['sample']} {x['verdict']}: ours {x['ours']}, EvalPlus {x['evalplus']}; "
+              f"{x['kind']} {x['change']}\n      cause: {x['cause']}")
+    print(f"wrote {out / 'parity.json'}")
+    return report
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="humaneval+,mbpp+")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--baseline-inputs", type=int, default=200, help="random inputs timed for the naive baseline")
+    ap.add_argument("--repeats", type=int, default=1, help="timing rounds (the order flips each round)")
+    ap.add_argument("--parity", type=int, default=0, metavar="N", help="run the mutant parity check on ~N samples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="work dir (default: a new temp dir)")
     ap.add_argument("--data", default=None)
     a = ap.parse_args(argv)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    for t in a.tasks.split(","):
-        bench(t.strip(), a.workers, a.baseline_inputs, a.data)
+    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in EP_NAME]
+    if bad:
+        ap.error(f"--tasks: only humaneval+ and mbpp+ have an EvalPlus counterpart, not {bad}")
+    out = Path(a.out or tempfile.mkdtemp(prefix="snowcoder-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores, {load_line()}; work dir {out}", flush=True)
+    if a.parity:
+        parity(a.parity, a.seed, a.workers, out, tasks, a.data)
+    else:
+        bench(tasks, a.workers, a.repeats, out, a.data)
 
 
 if __name__ == "__main__":
