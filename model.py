@@ -8,12 +8,14 @@ output head tied to the embedding. No biases anywhere.
 Two backends compute the same function:
   "torch"  - plain PyTorch (F.scaled_dot_product_attention + an fp32 RMSNorm). The reference.
   "triton" - our fused kernels in kernels/ (FlashAttention-style attention, RMSNorm fused with
-             the residual add). Runs on CUDA, and on CPU tensors under TRITON_INTERPRET=1.
+             the residual add, RoPE, the SwiGLU gate). Runs on CUDA, and on CPU tensors under
+             TRITON_INTERPRET=1.
   "auto"   - triton when the input lives on a CUDA device, torch otherwise.
 The training forward, model(idx, targets, loss_only=True), returns the loss alone: the output
 head and the cross-entropy run together a chunk of tokens at a time (kernels/cross_entropy.py,
 Triton or PyTorch per the backend), so the (tokens, vocab) logits never exist. RoPE and SwiGLU
-compute in the activations' dtype (as transformers does): no fp32 copies of q, k or the MLP.
+compute in the activations' dtype (as transformers does): no fp32 copies of q, k or the MLP
+(the Triton kernels load bf16, do the math in fp32 registers and round once on store).
 
 Checkpoints for inference use the Hugging Face Llama layout (config.json + model.safetensors,
 read and written by formats.py), so the same files load in transformers/vLLM as
@@ -138,6 +140,9 @@ def apply_rope(x, cos, sin):
     """x (B, H, T, D), cos/sin (T, D/2) or per-row (B, T, D/2), in x's dtype. Rotates pairs
     (i, i + D/2): the Hugging Face Llama ("rotate_half") convention, so HF checkpoints load
     without permuting the q/k projection rows. Computed in x's dtype, as transformers does."""
+    # under autocast q/k are bf16 while the tables follow the fp32 embedding: cast the small
+    # tables, or the products would promote all of q and k to fp32
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     if cos.dim() == 3:  # per-row positions (B, T, D/2) -> broadcast over heads
         cos, sin = cos[:, None], sin[:, None]
     x1, x2 = x.chunk(2, dim=-1)                                  # (B, H, T, D/2) views, no copy
@@ -174,7 +179,11 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)     # (B, nh, T, hd)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if use_triton(self.backend, x):  # one pass each over q and k, fp32 only in registers
+            from kernels.rope import rope
+            q, k = rope(q, cos, sin), rope(k, cos, sin)
+        else:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             # decoding: write this step's keys/values at [start, start+T) and attend to the
             # whole prefix; attn_mask (B, 1, T, start+T) hides left padding and the future.
@@ -200,9 +209,15 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
+        self.backend = config.backend
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+        a, b = self.gate_proj(x), self.up_proj(x)  # (B, T, intermediate_size) each
+        if use_triton(self.backend, x):
+            # fused silu(a) * b: saves a and b only (eager also keeps silu(a)), recomputes in backward
+            from kernels.swiglu import swiglu
+            return self.down_proj(swiglu(a, b))
+        return self.down_proj(F.silu(a) * b)  # SwiGLU
 
 
 class Block(nn.Module):

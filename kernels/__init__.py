@@ -1,5 +1,6 @@
-"""Triton kernels: fused RMSNorm (+residual add), FlashAttention-style causal attention, and a fused
-linear + cross-entropy (kernels/compile_check.py compiles them all for an H100 without a GPU).
+"""Triton kernels: fused RMSNorm (+residual add), FlashAttention-style causal attention, a fused
+linear + cross-entropy, RoPE and the SwiGLU gate (kernels/compile_check.py compiles them all for
+an H100 without a GPU).
 
 Each kernel file holds the kernel(s), the autograd Function, and the PyTorch reference it is
 tested against; kernels/bench.py times them against PyTorch."""

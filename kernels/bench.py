@@ -1,7 +1,8 @@
 """
 Benchmarks of the Triton kernels and of one training step of the model (a script, not a test).
 
-    python kernels/bench.py            # attention TFLOPS vs every SDPA backend, RMSNorm GB/s vs torch
+    python kernels/bench.py            # attention TFLOPS vs every SDPA backend, RMSNorm, RoPE and
+                                       # SwiGLU GB/s vs torch eager and torch.compile
     python kernels/bench.py --all      # all of the above plus fused CE and the model step at micro_batch 2, 3
     python kernels/bench.py --model    # 1.3B training step at seq 8192: tokens/s, MFU, peak memory,
                                        # triton path vs torch path
@@ -148,6 +149,40 @@ def bench_rmsnorm(shapes, dtype, device, compile_):
                 print(f"{'':>16s} {'':>8s} {'ours / compile':>16s} {gbs['ours (triton)'] / gbs['torch compile']:8.2f}x")
 
 # -----------------------------------------------------------------------------
+# RoPE and the SwiGLU gate (kernels/rope.py, kernels/swiglu.py)
+
+
+def bench_rope_swiglu(dtype, device, compile_):
+    """fwd+bwd of one layer's RoPE on q and of its SwiGLU gate at the 1.3B model's shapes (GPU),
+    ours against the PyTorch code of model.py's torch path, eager and compiled."""
+    from model import apply_rope, rope_cos_sin
+    B, T, H, D, I = (2, 8192, 16, 128, 5632) if CUDA else (1, 256, 4, 64, 704)
+    print(f"\n== RoPE and SwiGLU fwd+bwd, {dtype}, GB/s (nominal bytes: 4 tensors moved for RoPE, 8 for SwiGLU) ==")
+    print(f"{'op (shape)':>28s} {'impl':>16s} {'GB/s':>8s}")
+    cos, sin = rope_cos_sin(torch.arange(T, device=device), D, 10000.0, dtype=dtype)
+    q = torch.randn(B, T, H, D, device=device, dtype=dtype).transpose(1, 2).requires_grad_()  # as q_proj makes it
+    a, b = (torch.randn(B, T, I, device=device, dtype=dtype, requires_grad=True) for _ in range(2))
+    cases = {f"rope {tuple(q.shape)}": ((q,), 4, lambda q: apply_rope(q, cos, sin), "rope"),
+             f"swiglu {tuple(a.shape)}": ((a, b), 8, lambda a, b: F.silu(a) * b, "swiglu")}
+    for name, (inputs, n_tensors, torch_fn, ours) in cases.items():
+        impls = {"torch eager": torch_fn}
+        if compile_:
+            impls["torch compile"] = torch.compile(torch_fn)
+        if CUDA:
+            from kernels.rope import rope
+            from kernels.swiglu import swiglu
+            impls["ours (triton)"] = (lambda q: rope(q, cos, sin)) if ours == "rope" else swiglu
+        dy = torch.randn_like(inputs[0])
+        nbytes = n_tensors * inputs[0].numel() * inputs[0].element_size()
+        gbs = {}
+        for impl, fn in impls.items():
+            gbs[impl] = nbytes / bench(lambda fn=fn: torch.autograd.grad(fn(*inputs), inputs, dy)) / 1e9
+            print(f"{name:>28s} {impl:>16s} {fmt(gbs[impl])}")
+        for base in ("torch eager", "torch compile"):
+            if "ours (triton)" in gbs and base in gbs:
+                print(f"{'':>28s} {'ours / ' + base.split()[1]:>16s} {gbs['ours (triton)'] / gbs[base]:8.2f}x")
+
+# -----------------------------------------------------------------------------
 # fused linear + cross-entropy
 
 
@@ -179,8 +214,8 @@ def bench_cross_entropy(shapes, dtype, device):
 
 
 def train_step(model, opt, idx, amp):
-    with amp:
-        _, loss = model(idx, idx)
+    with amp:  # as train.py's train_step: the loss alone, no (B, T, vocab) logits built or kept
+        loss = model(idx, idx, loss_only=True)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -233,7 +268,7 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="timed steps for --model (default 10 GPU, 3 CPU)")
     ap.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"], help="kernel benchmark dtype (default bf16 GPU, fp32 CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (a shared CPU is steadier with 1)")
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile RMSNorm baseline")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baselines (RMSNorm, RoPE, SwiGLU)")
     args = ap.parse_args()
     device = "cuda" if CUDA else "cpu"
     if args.threads:
@@ -257,6 +292,7 @@ def main():
         norm_shapes = [(1024, 256), (4096, 2048)]
     bench_attention(attn_shapes, dtype, device)
     bench_rmsnorm(norm_shapes, dtype, device, compile_=not args.no_compile)
+    bench_rope_swiglu(dtype, device, compile_=not args.no_compile)
     bench_cross_entropy([(8192, 2048, 64000)] if CUDA else [(512, 128, 8000)], dtype, device)
     if args.all:
         for micro_batch in (2, 3):

@@ -131,6 +131,7 @@ def test_rope_keeps_the_dtype():
     cos16, sin16 = rope_cos_sin(torch.arange(50), 64, 10000.0, dtype=torch.bfloat16)
     got = apply_rope(x.bfloat16(), cos16, sin16)
     assert cos16.dtype == got.dtype == torch.bfloat16
+    assert apply_rope(x.bfloat16(), cos, sin).dtype == torch.bfloat16  # fp32 tables (autocast) do not promote q
     assert (got.float() - ref).abs().max() < 4e-2 * ref.abs().max()
     # the rotation itself: pairs (i, i + D/2) rotated by position * theta^(-2i/D)
     angle = 7 * 10000.0 ** (-torch.arange(0, 64, 2).float() / 64)
@@ -204,6 +205,15 @@ def test_generate_kv_cache_equals_full_recompute():
     for prompt, got in zip(prompts, out):
         assert got == greedy_by_recompute(model, prompt, 10)
     assert len({tuple(o) for o in out}) == 3 and len(set(out[1])) > 2  # a real sequence, not a constant
+
+
+def test_generate_triton_path_equals_torch_path():
+    # decoding through the kernels: per-row RoPE positions (left padding) at offsets past 0 each step
+    ref = small_model()
+    tri = Transformer(ModelConfig.from_preset("tiny", backend="triton")).to(DEVICE)
+    tri.load_state_dict(ref.state_dict())
+    prompts = [[5, 9], [17, 3, 99, 512, 7, 64]]
+    assert tri.generate(prompts, max_new_tokens=5) == ref.generate(prompts, max_new_tokens=5)
 
 
 def test_generate_eos_stop_and_sampling():
