@@ -10,9 +10,9 @@ its neighbour, so HF checkpoints load without permuting the q/k projection rows.
 
 One program per tile of positions x heads of one sequence: it loads the tile's cos/sin rows once
 and rotates all the heads with them (q and k are launched separately, so GQA's different head
-counts need nothing special). x is read in its dtype (bf16 in training), rotated in fp32 registers and
-rounded once on store: no fp32 copy of q or k is ever written, and the result has one rounding
-where PyTorch's eager x1 * cos - x2 * sin in bf16 has three.
+counts need nothing special). x is read in its dtype (bf16 in training), rotated in fp32
+registers and rounded once on store: no fp32 copy of q or k is ever written, and the result has
+one rounding where PyTorch's eager x1 * cos - x2 * sin in bf16 has three.
 
 The rotation is orthogonal, so backward is the same kernel rotating dy by -theta; autograd saves
 only cos and sin (shared by every layer), not q or k. Any strides with a unit last dimension are
