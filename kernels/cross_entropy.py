@@ -6,18 +6,19 @@ Fused linear + cross-entropy, chunked over tokens, so the (N, vocab) logits neve
 
 The language-model head is the largest activation of a training step: at vocab 64k the fp32
 logits of one micro-batch are many GB, and autograd keeps them (and their softmax) until backward.
-Here the tokens go through in chunks of `chunk` rows. Per chunk:
+Here the tokens go through in chunks of `chunk` rows, and each chunk does exactly three matmuls:
     logits = h_c @ weight.T                     (chunk, V) in the compute dtype (bf16 under autocast)
-    one Triton program per row: pass 1 finds the row's max and sum of exp in fp32 (online), pass 2
-    overwrites the logits in place with d loss / d logits = (softmax - onehot(target)) / n_valid
-    dh_c = dlogits @ weight;  dweight += dlogits.T @ h_c          (fp32 accumulator)
-The loss is a scalar at the end of the graph, so its gradient is computed during the forward and
-backward only scales dh and dweight by the incoming grad (as Liger-Kernel's fused linear CE does).
+    the row step overwrites the logits in place with G = softmax - onehot(target), in fp32 math
+    dh_c = (G @ weight) * s;  dweight += G.T @ (h_c * s)      (fp32 accumulator)
+where s (chunk,) is 1/n_valid, 0 on an ignored row: scaling the (chunk, C) side of each product
+costs nothing next to scaling the (chunk, V) gradient. The loss is a scalar at the end of the
+graph, so its gradient is computed during the forward, and backward only scales dh and dweight
+by the incoming grad (as Liger-Kernel's fused linear CE does): no logits are recomputed.
 Memory: one chunk of logits in the compute dtype, dh (N, C), dweight (V, C) in fp32.
 
-linear_cross_entropy_chunked is the same algorithm with the per-row step in PyTorch (a CPU
-training path; one fp32 chunk at a time). cross_entropy_reference is the plain PyTorch
-definition (full logits) both are tested against.
+The row step is one Triton program per row (fused_linear_cross_entropy) or a few PyTorch ops
+on the chunk (linear_cross_entropy_chunked: the CPU training path, and any device).
+cross_entropy_reference is the plain PyTorch definition (full logits) both are tested against.
 """
 import torch
 import torch.nn.functional as F
@@ -31,10 +32,11 @@ DEFAULT_CHUNK_BYTES = 2**28  # one chunk of logits in the compute dtype: 256 MiB
 
 
 @triton.jit
-def _ce_rows(LOGITS, stride_l, TARGETS, LOSS, INV_N, V, ignore_index,
+def _ce_rows(LOGITS, stride_l, TARGETS, LOSS, V, ignore_index,
              WRITE_GRAD: tl.constexpr, BLOCK_V: tl.constexpr, INTERPRETED: tl.constexpr = INTERPRET):
     """One program per row of logits: LOSS[row] = logsumexp - logit[target] (0 for an ignored
-    row, NaN for a target outside [0, V)); with WRITE_GRAD the row is overwritten by its gradient."""
+    row, NaN for a target outside [0, V)); with WRITE_GRAD the row is overwritten by
+    softmax - onehot(target) (unscaled: the caller applies 1/n_valid and zeroes ignored rows)."""
     row = tl.program_id(0).to(tl.int64)
     base = LOGITS + row * stride_l
     target = tl.load(TARGETS + row)
@@ -53,34 +55,42 @@ def _ce_rows(LOGITS, stride_l, TARGETS, LOSS, INV_N, V, ignore_index,
     loss = tl.where(ignored, 0.0, tl.where(in_vocab, (lse - x_t) / LOG2E, float("nan")))
     tl.store(LOSS + row, loss)
     if WRITE_GRAD:
-        scale = tl.where(ignored, 0.0, tl.load(INV_N))
-        for start in range(0, V, BLOCK_V):  # pass 2: (softmax - onehot) / n_valid, in place
+        for start in range(0, V, BLOCK_V):  # pass 2: softmax - onehot, in place
             cols = start + tl.arange(0, BLOCK_V)
             x = tl.load(base + cols, mask=cols < V, other=0.0).to(tl.float32) * LOG2E
-            g = (tl.math.exp2(x - lse) - tl.where(cols == target, 1.0, 0.0)) * scale
+            g = tl.math.exp2(x - lse) - tl.where(cols == target, 1.0, 0.0)
             tl.store(base + cols, cast(g, LOGITS.dtype.element_ty, INTERPRETED), mask=cols < V)
 
 
-def _rows_triton(logits, targets, inv_n, ignore_index, write_grad):
+def _rows_triton(logits, targets, ignore_index, write_grad):
     N, V = logits.shape
     loss = torch.empty(N, dtype=torch.float32, device=logits.device)
     BLOCK_V = min(triton.next_power_of_2(V), 4096)
-    _ce_rows[(N,)](logits, logits.stride(0), targets, loss, inv_n, V, ignore_index,
+    _ce_rows[(N,)](logits, logits.stride(0), targets, loss, V, ignore_index,
                    WRITE_GRAD=write_grad, BLOCK_V=BLOCK_V, num_warps=8)
     return loss
 
 
-def _rows_torch(logits, targets, inv_n, ignore_index, write_grad):
-    """The same per-row step in PyTorch: one fp32 copy of this chunk only."""
-    x = logits.float()
-    lse = torch.logsumexp(x, dim=-1)
+def _rows_torch(logits, targets, ignore_index, write_grad):
+    """The same row step in PyTorch, in fp32 (a low-precision chunk gets one fp32 copy).
+    Two passes over the chunk: a row max, then softmax written over the chunk itself
+    (aten's _softmax.out handles a row at a time, so out=input is safe: the tests compare
+    against the full-logits reference). The out-of-place log-softmax + exp this replaces made
+    the row step 5x slower on a CPU than the three matmuls' share of it (issue 15)."""
+    x = logits.float()  # (n, V): the chunk itself when it is fp32
     ignored = targets == ignore_index
-    t = torch.where(ignored, 0, targets)
-    loss = torch.where(ignored, 0.0, lse - x.gather(1, t[:, None])[:, 0])
+    t = torch.where(ignored, 0, targets)  # an ignored row's gradient is zeroed by the caller's scale
+    x_t = x.gather(1, t[:, None])[:, 0]  # (n,) logit of the target
+    m, at = x.max(dim=1)  # (n,) row max and where it is
+    torch.ops.aten._softmax.out(x, 1, False, out=x)  # x = softmax, in place
+    # logsumexp = m + log(sum exp(x - m)) = m - log(softmax at the max); that softmax is >= 1/V,
+    # so this never underflows (log(softmax[target]) could, for a very unlikely target)
+    lse = m - torch.log(x.gather(1, at[:, None])[:, 0])
+    loss = torch.where(ignored, 0.0, lse - x_t)
     if write_grad:
-        g = torch.exp(x - lse[:, None])
-        g[torch.arange(len(t), device=t.device), t] -= 1.0
-        logits.copy_(g * torch.where(ignored, 0.0, inv_n)[:, None])
+        x[torch.arange(len(t), device=t.device), t] -= 1.0
+        if x is not logits:
+            logits.copy_(x)
     return loss
 
 
@@ -93,23 +103,27 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         with torch.autocast(device, enabled=False):  # the dtypes below are chosen explicitly
             hc, wc = h.to(dtype), weight.to(dtype)  # (N, C), (V, C): what autocast would feed the matmul
             N, V = h.shape[0], weight.shape[0]
-            n_valid = (targets != ignore_index).sum()
-            inv_n = (1.0 / n_valid.float()).reshape(1)  # a device tensor: no host sync
+            valid = targets != ignore_index
+            n_valid = valid.sum()
+            # (N, 1) gradient scale of each row: 1/n_valid, 0 where ignored; a device tensor (no host sync)
+            scale = torch.where(valid, 1.0 / n_valid.float(), 0.0)[:, None]
             loss_rows = torch.empty(N, dtype=torch.float32, device=h.device)
             dh = torch.empty_like(hc) if need_dh else None
             dw = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if need_dw else None
             for i in range(0, N, chunk):
-                logits = hc[i:i + chunk] @ wc.T  # (chunk, V) compute dtype; becomes its own gradient
-                loss_rows[i:i + chunk] = rows(logits, targets[i:i + chunk], inv_n, ignore_index, need_dh or need_dw)
+                h_i, s_i = hc[i:i + chunk], scale[i:i + chunk]  # (n, C), (n, 1)
+                logits = h_i @ wc.T  # (n, V) compute dtype; becomes softmax - onehot
+                loss_rows[i:i + chunk] = rows(logits, targets[i:i + chunk], ignore_index, need_dh or need_dw)
                 if need_dh:
                     torch.mm(logits, wc, out=dh[i:i + chunk])
+                    dh[i:i + chunk] *= s_i
                 if need_dw and dtype == torch.float32:
-                    dw.addmm_(logits.T, hc[i:i + chunk])
+                    dw.addmm_(logits.T, h_i * s_i)
                 elif need_dw:  # a (V, C) product in the compute dtype, summed in fp32
-                    dw += logits.T @ hc[i:i + chunk]
+                    dw += logits.T @ (h_i * s_i).to(dtype)
             ctx.save_for_backward(dh, dw)
             ctx.dtypes = h.dtype, weight.dtype
-        return loss_rows.sum() * inv_n[0]  # a 0/0 NaN when every target is ignored, as in PyTorch
+        return loss_rows.sum() / n_valid  # a 0/0 NaN when every target is ignored, as in PyTorch
 
     @staticmethod
     def backward(ctx, g):

@@ -131,3 +131,54 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="target 50 at row 3 is outside the vocabulary"):
         linear_cross_entropy_chunked(h, w, t)
     assert torch.isnan(fused_linear_cross_entropy(h, w, t))  # no host sync on the fast path: NaN, loudly
+
+
+@pytest.mark.parametrize("fn", IMPLS)
+def test_grad_output_scales_the_gradients(fn):
+    # the gradient is computed in the forward for an incoming grad of 1; backward must scale it
+    h, w, t = inputs(30, 32, 700, torch.float32, seed=4)
+    for g in (3.5, -0.25):
+        ours = [x.detach().requires_grad_() for x in (h, w)]
+        ref = [x.detach().requires_grad_() for x in (h, w)]
+        (fn(*ours, t, chunk=8) * g).backward()
+        (cross_entropy_reference(*ref, t) * g).backward()
+        for a, b in zip(ours, ref):
+            assert max_err(a.grad, b.grad) <= FP32_TOL * max(1.0, b.grad.abs().max().item())
+
+
+@pytest.mark.parametrize("fn", IMPLS)
+def test_ignored_rows_get_no_gradient_and_give_none(fn):
+    h, w, t = inputs(24, 32, 600, torch.float32, seed=5, ignore_every=3)
+    loss, dh, dw = run(fn, h, w, t, chunk=7)
+    ignored = t == -100
+    assert dh[ignored].abs().max().item() == 0.0 and dh[~ignored].abs().min().item() > 0
+    h2 = h.clone()
+    h2[ignored] = torch.randn(int(ignored.sum()), h.shape[1], device=h.device) * 5  # what ignored rows hold
+    loss2, _, dw2 = run(fn, h2, w, t, chunk=7)
+    assert max_err(loss, loss2) <= 1e-6 and max_err(dw, dw2) <= 1e-6
+
+
+class CountMatmuls(TorchDispatchMode):
+    """Counts matmul ops whose operands include a (rows, V) or (V, rows) matrix."""
+    def __init__(self, V):
+        super().__init__()
+        self.V, self.count = V, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_):
+            if any(isinstance(a, torch.Tensor) and self.V in a.shape for a in args):
+                self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("fn", IMPLS)
+def test_three_vocabulary_matmuls_per_chunk_forward_and_backward(fn):
+    N, C, V, chunk = 40, 16, 900, 16  # 3 chunks
+    h, w, t = (x.detach() for x in inputs(N, C, V, torch.float32, seed=6))
+    h.requires_grad_(), w.requires_grad_()
+    with CountMatmuls(V) as mode:
+        fn(h, w, t, chunk=chunk).backward()
+    assert mode.count == 3 * 3  # logits, d h, d weight: nothing recomputed in backward
+    with CountMatmuls(V) as mode:
+        cross_entropy_reference(h, w, t).backward()
+    assert mode.count == 3  # the counter sees the plain definition's matmuls too
