@@ -3,22 +3,101 @@ The sandboxed child: one process per sample, started by eval/execute.py as
 
     python -I eval/sandbox.py RESULT_FD
 
-in a fresh temporary directory (its cwd, also $HOME and $TMPDIR), its own session, with stdout
-going to /dev/null. It reads one marshal payload from stdin (all of it, before running anything
-untrusted), applies rlimits, disables destructive calls, runs the candidate, and streams one
-framed message per test input to RESULT_FD (4-byte little-endian length + a marshal tuple):
+in a fresh directory (its cwd, also $HOME and $TMPDIR), its own session, with stdout going to
+/dev/null (and, where the machine allows it, inside the bubblewrap jail of eval/jail.py). It reads
+one marshal payload from stdin (all of it, before running anything untrusted), applies rlimits,
+disables destructive calls, runs the candidate, and streams one framed message per test input to
+RESULT_FD (4-byte little-endian length + a marshal tuple):
 
     ("R", group, index, status, value, seconds)   status: "ok" (value = the output, builtin types
                                                   only), "err" (value = a short traceback),
                                                   "timeout", "type" (an output we will not ship)
-    ("T", group, test_name, status, text, seconds)  one unittest method: "ok" | "fail" | "err" | "timeout"
+    ("T", group, test_name, status, text, seconds)  one unittest method: "ok" | "fail" | "err" |
+                                                  "timeout" | "forged" (the program tampered with
+                                                  what judges it: text says how)
     ("L", traceback)                               the program did not load (syntax error, ...)
+    ("S", seconds)                                 loaded
     ("D", nonce, n)                                ran to the end, after n messages (a sample that exits
                                                    early never sends it; one that injects frames breaks n)
 
-Differential tests compare outputs in the PARENT, which never runs candidate code: a sample that
-patches whatever it finds in this process (the writer, builtins, __eq__) can still only pass by
-producing the right values. This file imports nothing from the project on purpose.
+Differential tests (HumanEval+, MBPP+) compare outputs in the PARENT, which never runs candidate
+code: a sample that patches whatever it finds in this process can still only pass by producing the
+right values. BigCodeBench's unittest verdicts cannot be moved out: its tests call the program and
+assert on live objects (DataFrames, Axes, mocks) in this process. What protects them, against a
+program written in plain Python (no ctypes or other native code; see "What is not covered"):
+
+1. The harness is unreachable. It runs with a PRIVATE copy of this module's globals and of the
+   builtins (`_private_main`): rebinding anything in `sys.modules['__main__']` or `builtins` does not
+   change the code that judges. It hands the program no function of its own (the entry-point
+   wrapper and the stubs below are built from code constants and an empty globals dict), defines
+   no class whose methods could be found through `object.__subclasses__()`, and keeps the run's
+   nonce in a closure reachable only from its own frames.
+2. Frames are refused. An irremovable `sys.addaudithook` hook (installed before the program loads)
+   refuses `sys._getframe`, `sys._current_frames`, `tb_frame`/`gi_frame`/`cr_frame`/`ag_frame`,
+   `gc.get_objects/get_referrers/get_referents`, `sys.settrace/setprofile`, a second audit hook
+   (it would see the harness's objects go by), assigning `function.__code__`, and opening
+   `/proc/PID/mem`, `/proc/PID/fd/*` (the channel's pipe opens for reading there),
+   `/proc/PID/map_files`, `/proc/PID/task`, `/dev/fd/*`, and `/proc`, `/proc/PID` themselves
+   (symlinks followed with the harness's own readlink).
+   Python signal handlers (which receive the interrupted frame) and `gc.set_debug` (DEBUG_SAVEALL
+   would hand over dead frames through `gc.garbage`) are refused too, and a fresh copy of `gc` or
+   `_signal` cannot be made with `_imp.create_builtin`. Without a frame object nothing reaches the
+   harness's locals: the nonce, the channel, the verdicts in progress. Code that only reads a frame
+   for its own use keeps working: `traceback.extract_stack/format_stack/print_stack` and the
+   traceback walkers behind `format_exc`, `TracebackException`, `logging.exception` are stand-ins
+   that get names, files and lines from the hook (frame stand-ins carry the code object, empty
+   locals/globals); `logging` does not look for the caller (`logging._srcfile = None`);
+   `inspect.currentframe()` returns None (as it may); `namedtuple`/`typing`/`enum` fall back (they
+   catch the ValueError); `assertRaises` no longer clears frames (traceback.clear_frames is a
+   no-op); matplotlib's `_api.warn_external` may still call sys._getframe (allowed by code
+   identity: for BigCodeBench the harness imports what the program and its tests import before
+   the program exists). The hook itself reads frames only in its own thread, for the objects it
+   was asked about, with the garbage collector off (no finalizer of the program runs meanwhile;
+   the program has no signal handlers or audit hooks). What still gets "sys._getframe is
+   disabled": inspect.stack(), pandas' DataFrame.query/eval (they read the caller's variables),
+   any library calling sys._getframe directly.
+3. The judge is checked around the program. The harness does not use unittest's TestResult or
+   TestCase.run (both reachable and patchable); it calls setUp, the test method, tearDown and the
+   cleanups itself and decides from whether they raised. Before the program loads it records the
+   identity of every entry of the builtins, of every unittest module and of every unittest class;
+   after the test code is defined it adds the test classes and their bases, the names the test
+   code binds, and the functions, classes and submodules of every module the test code imports
+   (plus the dicts of those classes). The entry point is replaced, while tests run, by a wrapper
+   that snapshots all of this before each call and compares identities after it returns (or
+   raises): a program that rebinds or adds anything there (`TestCase.assertEqual`,
+   `builtins.isinstance`, `os.path.exists`, `pd.DataFrame.equals`, a self-restoring patch not yet
+   triggered), leaves a thread running, raises SkipTest, or returns an object whose comparison
+   methods it defined itself (`__eq__` always True) gets "forged" for that test, and the state is
+   put back before the test's assertions run. The same comparison runs after load and after every
+   test. A test that skips counts as failed (BigCodeBench has no skipping tests).
+4. The channel: every message is written by the harness's captured `os.write` to a descriptor
+   number it alone tracks; the parent accepts the run only with the final message carrying the nonce
+   after exactly the messages the harness sent, so frames a program writes to any descriptor
+   (injected, partial, garbage) make the run "forged", never a pass.
+
+What is not covered (in-process, Python cannot do better; the bubblewrap jail limits the damage,
+not the verdict):
+- native code: ctypes (loaded by numpy/pandas, so it cannot be refused; once loaded, its types
+  are reachable through object.__subclasses__() even without an import, e.g. after the
+  harness's own no_network() used it), cffi, a compiled extension, can read and write this
+  process's memory;
+- sample code that the test calls other than through the entry point (a returned generator it
+  iterates, a method of a returned object, a callback) runs outside the wrapper's bracket: a
+  self-restoring patch planted there is only caught if it is still in place when the test ends;
+  so is one planted by a finalizer or weakref callback of a returned object that dies while the
+  test asserts;
+- the always-equal check looks at the returned object and builtin containers in it, for methods
+  whose globals are the program's or that were compiled as solution.py: one inside a library
+  object (a DataFrame of such objects), or compiled by exec() into another namespace under
+  another file name, is not seen;
+- names the test code uses but does not import itself (the prompt's `import pandas as pd`)
+  resolve in the program's namespace: a program can bind them, or their sys.modules entry, to
+  look-alike objects before the tests run; and library internals the test does not name
+  (what `pd.testing.assert_frame_equal` calls) are not snapshotted;
+- a relative `os.open(name, dir_fd=...)` is resolved against the cwd, not the dir_fd, by the
+  /proc check (a symlink made through the original os.symlink, which the public guards keep in
+  a closure, could lead there).
+This file imports nothing from the project on purpose.
 """
 import builtins
 import io
@@ -43,6 +122,7 @@ class SandboxTimeout(BaseException):
 
 
 def _on_alarm(signum, frame):
+    # the one handler left public (signal.getsignal returns it): it holds nothing of the harness
     raise SandboxTimeout()
 
 
@@ -59,33 +139,35 @@ def _disarm():
 
 
 # ---------------------------------------------------------------- result stream
-class Stream:
-    def __init__(self, fd):
-        self.fd, self.buf, self.last, self.count = fd, [], _perf(), 0
+def make_stream(fd, nonce):
+    """The only writer of the channel: closures, not a class (a class would be reachable through
+    object.__subclasses__(), and with it this harness's private globals)."""
+    state = [[], _perf(), 0]  # waiting frames, last flush, messages sent
 
-    def send(self, msg, force=False):
-        body = _dumps(msg)
-        self.count += 1
-        self.buf.append(len(body).to_bytes(4, "little") + body)
-        # flush every 50 ms (the parent watches progress) or when 64 KB are waiting
-        if force or _perf() - self.last > 0.05 or sum(map(len, self.buf)) > 65536:
-            self.flush()
-
-    def flush(self):
-        data = b"".join(self.buf)
-        self.buf = []
+    def flush():
+        data = b"".join(state[0])
+        state[0] = []
         while data:
-            n = _write(self.fd, data)
+            n = _write(fd, data)
             data = data[n:]
-        self.last = _perf()
+        state[1] = _perf()
+
+    def send(msg, force=False):
+        body = _dumps(msg)
+        state[2] += 1
+        state[0].append(len(body).to_bytes(4, "little") + body)
+        # flush every 50 ms (the parent watches progress) or when 64 KB are waiting
+        if force or _perf() - state[1] > 0.05 or sum(map(len, state[0])) > 65536:
+            flush()
+
+    def final():
+        send(("D", nonce[0], state[2]), force=True)
+    return _Namespace(send=send, flush=flush, final=final)
 
 
 def short_tb(limit_chars=2000):
-    etype, e, tb = _exc_info()
-    text = "".join(_format_exc(etype, e, tb))
-    # drop the harness's own frames, keep the sample's
-    text = text.replace(__file__, "<sandbox>")
-    return text[-limit_chars:]
+    """The exception being handled, formatted by the harness itself (see format_exc)."""
+    return format_exc(_exc_info()[1], limit_chars)
 
 
 def plain(x, depth=0):
@@ -319,6 +401,652 @@ def install_guards(tmp, allow_procs, max_procs=64, extra_roots=()):
     builtins.open = io.open = open_
 
 
+# ---------------------------------------------------------------- hardening (docstring, points 1-2)
+import _imp
+import _thread
+import ast
+import gc
+import itertools
+import linecache
+import operator
+import posix
+import types
+import warnings
+
+_Namespace = types.SimpleNamespace
+_MISSING = object()
+_FRAME_ATTRS = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame"))
+_REFUSED = frozenset(("sys.addaudithook", "sys._current_frames", "sys.settrace", "sys.setprofile", "sys._setprofileallthreads",
+                      "sys._settraceallthreads", "gc.get_objects", "gc.get_referrers", "gc.get_referents"))
+_NO_FRESH = frozenset(("gc", "_signal", "signal", "sys", "builtins", "_imp", "_thread"))
+_CMP_DUNDERS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__", "__contains__",
+                "__class__", "__del__", "__instancecheck__", "__subclasscheck__")
+_HEAPTYPE = 1 << 9
+_mro_of, _dict_of = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
+_flags_of, _qualname_of = type.__dict__["__flags__"].__get__, type.__dict__["__qualname__"].__get__
+_name_of = type.__dict__["__name__"].__get__
+_type_setattr, _type_delattr, _obj_setattr = type.__setattr__, type.__delattr__, object.__setattr__
+_is, _repeat, _get_ident, _thread_count = operator.is_, itertools.repeat, _thread.get_ident, _thread._count
+_readlink, _getcwd = posix.readlink, posix.getcwd
+_gc_disable, _gc_enable, _gc_isenabled, _gc_get_debug, _gc_set_debug, _gc_garbage = (
+    gc.disable, gc.enable, gc.isenabled, gc.get_debug, gc.set_debug, gc.garbage)
+_tb_of = BaseException.__dict__["__traceback__"].__get__
+import _signal
+_signal_signal, _py_signal, _create_builtin = _signal.signal, signal.signal, _imp.create_builtin
+_sleep, _fsdecode_bytes = time.sleep, bytes.decode
+_audit = sys.audit
+_getline = linecache.getline
+
+# the harness's hook state (private globals only, see _private_main)
+_ARMED = [False]
+_ALLOW_TB = set()    # id() of the traceback objects the harness itself is formatting
+_MAIN = [0]          # the harness's thread
+_GF = [0]            # the thread whose next sys._getframe is the hook's own (see _caller_code)
+_GETFRAME_OK = set() # code objects allowed to call sys._getframe: library code that only reads names
+_sys_getframe = sys._getframe
+_ENTRY = _Namespace(real=None, active=False, targets=[], notes=[], ns=None)
+
+
+def _sealed(src, name, **consts):
+    """A function compiled from `src` whose global names are replaced by constants and whose
+    globals are an empty dict: handing it to the program hands over nothing of the harness."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholders below
+        code = compile(src, "<sandbox>", "exec")
+    scratch = {}
+    exec(code, scratch)  # only for the default values of the arguments
+    fcode = scratch["f"].__code__
+    fcode = fcode.replace(co_consts=tuple(consts.get(c, c) if _type(c) is str else c for c in fcode.co_consts))
+    return types.FunctionType(fcode, {"__builtins__": {}}, name, scratch["f"].__defaults__)
+
+
+# Public stand-ins. Each only raises an audit event; the hook, holding the real functions, decides.
+_entry_wrapper = _sealed("def f(*a, **k):\n    box = []\n    '@audit'('sandbox.entry', a, k, box)\n    return box[0]\n",
+                         "task_func", **{"@audit": _audit})
+_signal_stub = _sealed("def f(signalnum, handler):\n    box = []\n    '@audit'('sandbox.signal', signalnum, handler, box)\n"
+                       "    return box[0]\n", "signal", **{"@audit": _audit})
+_create_builtin_stub = _sealed("def f(spec):\n    box = []\n    '@audit'('sandbox.create_builtin', spec, box)\n"
+                               "    return box[0]\n", "create_builtin", **{"@audit": _audit})
+_set_debug_stub = _sealed("def f(flags):\n    '@audit'('sandbox.gc.set_debug', flags)\n", "set_debug", **{"@audit": _audit})
+_no_clear_frames = _sealed("def f(tb):\n    return None\n", "clear_frames")
+_no_currentframe = _sealed("def f():\n    return None\n", "currentframe")
+# traceback's stack functions (pyparsing calls extract_stack at import): the hook walks the frames
+# and hands back only names and line numbers
+_extract_stack_stub = _sealed("def f(f=None, limit=None):\n    box = []\n    '@audit'('sandbox.stack', f, limit, box)\n"
+                              "    return box[0]\n", "extract_stack", **{"@audit": _audit})
+_format_stack_stub = _sealed("def f(f=None, limit=None):\n    box = []\n    '@audit'('sandbox.stack', f, limit, box)\n"
+                             "    return '@format'(box[0])\n", "format_stack", **{"@audit": _audit,
+                                                                               "@format": traceback.format_list})
+_print_stack_stub = _sealed("def f(f=None, limit=None, file=None):\n    box = []\n"
+                            "    '@audit'('sandbox.stack', f, limit, box)\n    '@print'(box[0], file=file)\n",
+                            "print_stack", **{"@audit": _audit, "@print": traceback.print_list})
+_from_list = traceback.StackSummary.from_list
+# ... and the traceback walkers (format_exc, logging.exception): frame stand-ins with the code and line
+_walk_tb_stub = _sealed("def f(tb):\n    box = []\n    '@audit'('sandbox.walk_tb', tb, False, box)\n"
+                        "    return box[0]\n", "walk_tb", **{"@audit": _audit})
+_walk_full_stub = _sealed("def f(tb):\n    box = []\n    '@audit'('sandbox.walk_tb', tb, True, box)\n"
+                          "    return box[0]\n", "_walk_tb_with_full_positions", **{"@audit": _audit})
+_code_position = getattr(traceback, "_get_code_position", None)
+
+
+def _resolve(path, depth=0):
+    """`path` with every symlink followed, by the harness's own readlink (os.path is the program's)."""
+    if not path.startswith("/"):
+        path = _getcwd() + "/" + path
+    parts = path.split("/")
+    out = ""
+    for i, part in enumerate(parts):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            out = out.rsplit("/", 1)[0]
+            continue
+        cand = out + "/" + part
+        try:
+            target = _readlink(cand)
+        except (OSError, ValueError):
+            out = cand
+            continue
+        if depth > 40:
+            return cand
+        return _resolve((target if target.startswith("/") else out + "/" + target) + "/" + "/".join(parts[i + 1:]),
+                        depth + 1)
+    return out or "/"
+
+
+def _reaches_process(path):
+    """/proc/PID/mem, /proc/PID/fd/*, /proc/PID/map_files/*, /proc/PID/task/*, and /proc or /proc/PID
+    themselves (a dir_fd to open those relative to): this process's memory or its channel."""
+    try:
+        p = _resolve(_fsdecode_bytes(path, "utf-8", "surrogateescape") if _type(path) is bytes else path)
+    except Exception:  # noqa: BLE001 - unresolvable: judge the text as given
+        p = path if _type(path) is str else ""
+    comps = p.split("/")
+    if len(comps) < 2 or comps[1] != "proc":
+        return False
+    if len(comps) == 2 or (len(comps) == 3 and comps[2].isdigit()):
+        return True  # /proc or /proc/PID itself: a directory to open "PID/mem" relative to (dir_fd)
+    return comps[2].isdigit() and any(c in ("mem", "fd", "map_files", "task") for c in comps[3:])
+
+
+def _audit_hook(event, args):
+    """Irremovable (sys.addaudithook); armed just before the program loads (docstring, point 2)."""
+    if not _ARMED[0]:
+        return
+    if event == "object.__getattr__":
+        if args[1] in _FRAME_ATTRS and not ((id(args[0]) in _ALLOW_TB and _get_ident() == _MAIN[0])
+                                           or _GF[0] == _get_ident()):
+            raise AttributeError(f"sandbox: {args[1]} is disabled (frames lead to the harness)")
+    elif event == "sys._getframe":
+        if _GF[0] == _get_ident() or _caller_code() in _GETFRAME_OK:
+            return
+        raise ValueError("sandbox: sys._getframe is disabled (frames lead to the harness)")
+    elif event in _REFUSED:
+        raise RuntimeError(f"sandbox: {event} is disabled (it reaches the harness's objects)")
+    elif event == "object.__setattr__":
+        if args[1] == "__code__":
+            raise RuntimeError("sandbox: assigning __code__ is disabled")
+    elif event == "open":
+        if _type(args[0]) in (str, bytes) and _reaches_process(args[0]):
+            raise PermissionError(f"sandbox: opening {args[0]!r} is disabled (this process's memory or channel)")
+    elif event == "sandbox.entry":
+        a, k, box = args
+        box.append(_call_entry(a, k))
+    elif event == "sandbox.signal":
+        signalnum, handler, box = args
+        if _isinstance(signalnum, int):  # the enums signal.py passes: as the plain ints _signal wants
+            signalnum = int.__int__(signalnum)
+        if _isinstance(handler, int):
+            handler = int.__int__(handler)
+        if callable(handler):
+            raise PermissionError("sandbox: Python signal handlers are disabled (they receive the interrupted frame)")
+        box.append(_signal_signal(signalnum, handler))
+    elif event == "sandbox.create_builtin":
+        spec, box = args
+        if getattr(spec, "name", None) in _NO_FRESH:
+            raise ImportError(f"sandbox: a second copy of {spec.name} is disabled")
+        box.append(_create_builtin(spec))
+    elif event == "sandbox.stack":
+        f, limit, box = args
+        if f is None:
+            f = _own_frame(3)  # 0 _own_frame, 1 this hook, 2 the stub, 3 its caller (sys.audit has no frame)
+        rows = []
+        while f is not None and (limit is None or len(rows) < abs(limit)):
+            code = f.f_code
+            rows.append((code.co_filename, f.f_lineno, code.co_name, _getline(code.co_filename, f.f_lineno).strip()))
+            f = f.f_back
+        f = code = None
+        box.append(_from_list(rows[::-1]))
+    elif event == "sandbox.walk_tb":
+        tb, full, box = args
+        rows = []
+        was = _gc_isenabled()
+        _gc_disable()
+        _GF[0] = _get_ident()
+        try:
+            while _type(tb) is types.TracebackType and len(rows) < 1000:
+                code, line, lasti = tb.tb_frame.f_code, tb.tb_lineno, tb.tb_lasti
+                rows.append((code, line, lasti))
+                tb = tb.tb_next
+        finally:
+            _GF[0] = 0
+            if was:
+                _gc_enable()
+        out = []
+        for code, line, lasti in rows:
+            fake = _Namespace(f_code=code, f_lineno=line, f_globals={}, f_locals={}, f_back=None)
+            pos = _code_position(code, lasti) if full and _code_position else (line, None, None, None)
+            out.append((fake, pos if full else line))
+        box.append(out)
+    elif event == "sandbox.gc.set_debug":
+        raise RuntimeError("sandbox: gc.set_debug is disabled (gc.garbage would hold dead frames)")
+
+
+def _own_frame(depth):
+    """sys._getframe(depth) for the hook itself: allowed to this thread only, with the collector
+    off (no finalizer of the program runs in between; it has no signal handlers or hooks)."""
+    was = _gc_isenabled()
+    _gc_disable()
+    _GF[0] = _get_ident()
+    try:
+        return _sys_getframe(depth)
+    finally:
+        _GF[0] = 0
+        if was:
+            _gc_enable()
+
+
+def _caller_code():
+    """The code object that called sys._getframe (the frame under this hook's)."""
+    try:
+        return _own_frame(3).f_code  # 0 _own_frame, 1 here, 2 the hook, 3 the caller (sys._getframe is C)
+    except ValueError:
+        return None
+
+
+def _preimport(sources):
+    """Import, before the program exists, what it and its tests import (library code, trusted
+    here): its functions are then known by identity, and the few that read a frame only for names
+    (matplotlib's warn_external) may keep calling sys._getframe."""
+    import importlib.util
+    names = set()
+    for src in sources:
+        try:
+            tree = compile(src, "<imports>", "exec", ast.PyCF_ONLY_AST)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if _isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif _isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+    for name in sorted(names):
+        try:
+            if importlib.util.find_spec(name.split(".")[0]) is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    __import__(name)
+        except BaseException:  # noqa: B036 - the program will meet the same error itself, and report it
+            pass
+    api = sys.modules.get("matplotlib._api")
+    f = getattr(api, "warn_external", None) if api is not None else None
+    if _type(f) is types.FunctionType:
+        _GETFRAME_OK.add(f.__code__)
+
+
+def harden():
+    """Install the hook (armed later) and the stand-ins, before the program exists."""
+    _MAIN[0] = _get_ident()
+    sys.addaudithook(_audit_hook)
+    import inspect
+    import logging
+    logging._srcfile = None             # no caller lookup (it walks frames)
+    inspect.currentframe = _no_currentframe
+    traceback.clear_frames = _no_clear_frames   # assertRaises' exit: frames are off limits anyway
+    traceback.extract_stack, traceback.format_stack, traceback.print_stack = (
+        _extract_stack_stub, _format_stack_stub, _print_stack_stub)
+    traceback.walk_tb = _walk_tb_stub
+    if hasattr(traceback, "_walk_tb_with_full_positions"):
+        traceback._walk_tb_with_full_positions = _walk_full_stub
+    _sig = sys.modules["_signal"]
+    for m in list(sys.modules.values()):  # every binding of the real functions, not only the obvious ones
+        d = getattr(m, "__dict__", None)
+        if _type(d) is not dict:
+            continue
+        for k, v in list(d.items()):
+            if v is _signal_signal or v is _py_signal:
+                d[k] = _signal_stub
+            elif v is _create_builtin:
+                d[k] = _create_builtin_stub
+            elif v is _gc_set_debug:
+                d[k] = _set_debug_stub
+    assert _sig.signal is _signal_stub and signal.signal is _signal_stub and gc.set_debug is _set_debug_stub
+
+
+def arm():
+    _gc_set_debug(0)
+    _ARMED[0] = True
+
+
+def format_exc(e, limit_chars=2000):
+    """`e` with its traceback, formatted without letting anything else see a frame: frame access
+    is allowed to this thread, for these traceback objects, with the collector off (no finalizer
+    of the program runs meanwhile; it cannot install signal handlers)."""
+    if e is None:
+        return ""
+    rows = []
+    was = _gc_isenabled()
+    _gc_disable()
+    try:
+        tb = _tb_of(e)
+        while _type(tb) is types.TracebackType and len(rows) < 100:
+            _ALLOW_TB.add(id(tb))
+            code = tb.tb_frame.f_code
+            rows.append((code.co_filename, tb.tb_lineno, code.co_name))
+            tb = tb.tb_next
+    except BaseException:  # noqa: B036 - a message is not worth failing the run for
+        pass
+    finally:
+        _ALLOW_TB.clear()
+        tb = code = None
+        if was:
+            _gc_enable()
+    try:
+        t = _type(e)
+        head = f"{_qualname_of(t)}: {str.__str__(str(e))}"
+    except BaseException:  # noqa: B036
+        head = "<exception that cannot be printed>"
+    lines = ["Traceback (most recent call last):"]
+    for fname, line, name in rows:
+        if fname == __file__ or fname == "<sandbox>":
+            continue  # the harness's own frames
+        src = _SOURCES.get(fname)
+        lines.append(f'  File "{fname}", line {line}, in {name}')
+        text = src[line - 1] if src and 0 < line <= len(src) else "" if src or fname.startswith("<") else _getline(fname, line)
+        if text.strip():
+            lines.append("    " + text.strip())
+    text = "\n".join(lines + [head])
+    return text[-limit_chars:]
+
+
+_SOURCES = {}  # file name -> lines of the program and the test code (for messages)
+
+
+# ---------------------------------------------------------------- the judge, checked (docstring, point 3)
+def _is_class(v):
+    return bool(_flags_of(_type(v)) & (1 << 31))  # Py_TPFLAGS_TYPE_SUBCLASS: no code of v runs
+
+
+def _kind_for_module(v):
+    t = _type(v)
+    return t is types.FunctionType or t is types.BuiltinFunctionType or _is_class(v)
+
+
+def _target(label, owner, kind, keys=None):
+    """One protected mapping: kind "class" (a class's dict: every entry, additions count), "module"
+    (a module's functions, classes and submodules: rebinding them counts), "names" (these keys of
+    a dict), "builtins" (every existing entry; additions do not count)."""
+    m = _dict_of(owner) if kind == "class" else (owner if _type(owner) is dict else owner.__dict__)
+    if keys is None:
+        if kind == "module":
+            name = m.get("__name__", "")
+            keys = [k for k, v in list(m.items()) if _kind_for_module(v)
+                    or (_type(v) is types.ModuleType and getattr(v, "__name__", "") == f"{name}.{k}")]
+        else:
+            keys = list(m.keys())
+    return (label, owner, m, kind, tuple(keys), frozenset(keys) if kind == "class" else None)
+
+
+def snapshot(targets):
+    return [(t, list(map(t[2].get, t[4], _repeat(_MISSING)))) for t in targets]
+
+
+def changes(snap):
+    """What differs from `snap` (identity), as short labels."""
+    bad = []
+    for (label, owner, m, kind, keys, keyset), vals in snap:
+        cur = list(map(m.get, keys, _repeat(_MISSING)))
+        if not all(map(_is, cur, vals)):
+            bad += [f"{label}.{k}" for k, v, c in zip(keys, vals, cur) if c is not v]
+        if kind == "class" and len(m) != len(keys):
+            bad += [f"{label}.{k} (added)" for k in list(m.keys()) if k not in keyset and k != "__annotations__"]
+    return bad
+
+
+def restore(snap):
+    for (label, owner, m, kind, keys, keyset), vals in snap:
+        for k, v in zip(keys, vals):
+            try:
+                if m.get(k, _MISSING) is v:
+                    continue
+                if kind == "class":
+                    _type_setattr(owner, k, v) if v is not _MISSING else _type_delattr(owner, k)
+                elif v is _MISSING:
+                    m.pop(k, None)
+                else:
+                    m[k] = v
+            except Exception:  # noqa: BLE001 - e.g. a read-only slot: reported by changes() anyway
+                pass
+        if kind == "class" and len(m) != len(keys):
+            for k in [k for k in list(m.keys()) if k not in keyset and k != "__annotations__"]:
+                try:
+                    _type_delattr(owner, k)
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+def _classes_of(cls, seen):
+    """cls and its bases that are classes of Python code (builtin types cannot be changed)."""
+    out = []
+    for c in _mro_of(cls):
+        if c is not object and _flags_of(c) & _HEAPTYPE and id(c) not in seen:
+            seen.add(id(c))
+            out.append(c)
+    return out
+
+
+def base_targets():
+    """Before the program loads: builtins, and every unittest module and class."""
+    ts = [_target("builtins", builtins.__dict__, "builtins")]
+    seen = set()
+    names = sorted(n for n in sys.modules if n == "unittest" or n.startswith("unittest."))
+    ts.append(_target("sys.modules", sys.modules, "names", names))
+    for n in names:
+        mod = sys.modules[n]
+        ts.append(_target(n, mod, "module"))
+        for v in list(vars(mod).values()):
+            if _is_class(v) and v.__module__ == n:
+                ts += [_target(_qualname_of(c), c, "class") for c in _classes_of(v, seen)]
+    return ts, seen
+
+
+def test_targets(base, seen, ns, test_src, entry, TestCase):
+    """After the test code is defined: its classes (and bases), the names it binds, and what it
+    imports: module functions/classes/submodules, the dicts of those classes (and their bases)."""
+    tree = compile(test_src, "test.py", "exec", ast.PyCF_ONLY_AST)
+    bound, classes, chains = [], [], []
+    for node in tree.body:
+        if _isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound += [(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"]
+        elif _isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            bound.append(node.name)
+            if _isinstance(node, ast.ClassDef):
+                classes.append(node.name)
+        elif _isinstance(node, ast.Assign):
+            bound += [t.id for t in node.targets if _isinstance(t, ast.Name)]
+    for node in ast.walk(tree):  # a.b.c in the test code: a, a.b, a.b.c may be modules
+        if _isinstance(node, ast.Attribute):
+            chain = []
+            while _isinstance(node, ast.Attribute):
+                chain.append(node.attr)
+                node = node.value
+            if _isinstance(node, ast.Name):
+                chains.append([node.id] + chain[::-1])
+    ts = list(base)
+    tcls = [ns[c] for c in classes if _is_class(ns.get(c)) and issubclass(ns[c], TestCase)]
+    mine = {id(ns[c]) for c in classes if _is_class(ns.get(c))}
+    foreign = []
+    for c in tcls:  # every base of a test class: unittest's own (recorded before the program) or the test code's
+        foreign += [_qualname_of(k) for k in _mro_of(c) if _flags_of(k) & _HEAPTYPE and id(k) not in seen
+                    and id(k) not in mine]
+    for c in tcls:
+        ts += [_target(_qualname_of(k), k, "class") for k in _classes_of(c, seen)]
+    used = {n.id for n in ast.walk(tree) if _isinstance(n, ast.Name)}
+    ts.append(_target("test globals", ns, "names", [n for n in (set(bound) | used | {entry}) if n in ns]))
+    mods, objs = {}, []
+    for n in set(bound):
+        v = ns.get(n)
+        if _type(v) is types.ModuleType:
+            mods[id(v)] = v
+        elif _is_class(v):
+            objs.append(v)
+    for chain in chains:  # follow attribute chains through modules
+        v = ns.get(chain[0])
+        for attr in chain[1:]:
+            if _type(v) is not types.ModuleType:
+                break
+            mods[id(v)] = v
+            v = v.__dict__.get(attr)
+            if _is_class(v):
+                objs.append(v)
+        if _type(v) is types.ModuleType:
+            mods[id(v)] = v
+    base_names = {t[0] for t in base}
+    for mod in mods.values():
+        name = mod.__dict__.get("__name__", "?")
+        if name in base_names:
+            continue
+        t = _target(name, mod, "module")
+        ts.append(t)
+        objs += [mod.__dict__[k] for k in t[4] if _is_class(mod.__dict__.get(k))]
+    for c in objs:
+        ts += [_target(_qualname_of(k), k, "class") for k in _classes_of(c, seen)]
+    return ts, tcls, foreign
+
+
+def suspect(x, ns, depth=0, budget=None):
+    """A comparison of `x` the program itself decides: a class with a Python-level comparison or
+    truth method (or __class__, __del__) defined by the program, in x or in a builtin container
+    in x. Returns the method's name or None."""
+    budget = budget if budget is not None else [10000]
+    budget[0] -= 1
+    t = _type(x)
+    if t in _SCALARS or budget[0] < 0:
+        return None
+    if depth < 6 and t in (list, tuple, set, frozenset, dict):
+        for v in (list(dict.items(x)) if t is dict else x):
+            r = suspect(v, ns, depth + 1, budget)
+            if r:
+                return r
+        return None
+    for c in tuple(_mro_of(t)) + tuple(_mro_of(_type(t))):
+        if c is object or c is type or not _flags_of(c) & _HEAPTYPE:
+            continue
+        d = _dict_of(c)
+        for name in _CMP_DUNDERS:
+            f = d.get(name)
+            if _type(f) in (staticmethod, classmethod, property):
+                f = f.__func__ if _type(f) is not property else f.fget
+            if _type(f) is types.FunctionType and (f.__globals__ is ns or f.__code__.co_filename == "solution.py"):
+                return f"{_qualname_of(c)}.{name}"
+    return None
+
+
+def _after_program(pre, threads0, what):
+    # threads0 None: do not look at threads (a test may leave its own server thread behind)
+    """Compare with `pre`, put it back, and look for what keeps running after the program returned."""
+    notes = []
+    bad = changes(pre)
+    if bad:
+        restore(pre)
+        notes.append(f"{what} changed what judges it: {', '.join(bad[:8])}" + (" ..." if len(bad) > 8 else ""))
+    if threads0 is not None and _thread_count() > threads0:
+        end = _perf() + 1.0
+        while _thread_count() > threads0 and _perf() < end:
+            _sleep(0.01)
+        if _thread_count() > threads0:
+            notes.append(f"{what} left a thread running (it could change the judge while the test asserts)")
+    if _gc_get_debug():
+        _gc_set_debug(0)
+        del _gc_garbage[:]
+        notes.append(f"{what} set gc debug flags")
+    return notes
+
+
+def _call_entry(a, k):
+    """The entry point, bracketed (docstring, point 3)."""
+    e = _ENTRY
+    if not e.active:
+        return e.real(*a, **k)
+    pre = snapshot(e.targets)
+    n0 = _thread_count()
+    try:
+        res = e.real(*a, **k)
+    except BaseException as exc:  # noqa: B036 - the test may expect it: re-raised
+        e.notes += _after_program(pre, n0, "the program")
+        if _isinstance(exc, _SkipTest):
+            e.notes.append("the program raised SkipTest")
+        raise
+    e.notes += _after_program(pre, n0, "the program")
+    why = suspect(res, e.ns)
+    if why:
+        e.notes.append(f"the program returned an object whose comparison it defines itself ({why})")
+    return res
+
+
+_SkipTest = None  # bound at load to the real unittest.SkipTest (main)
+
+
+def run_case(cls, name, doCleanups):
+    """setUp, the test, tearDown, cleanups, as unittest runs them; returns the first exception."""
+    inst = cls(name)
+    method = getattr(inst, name)
+    err = None
+    try:
+        inst.setUp()
+    except BaseException as e:  # noqa: B036
+        err = e
+    else:
+        try:
+            method()
+        except BaseException as e:  # noqa: B036
+            err = e
+        if _isinstance(err, SandboxTimeout):
+            return err
+        try:
+            inst.tearDown()
+        except BaseException as e:  # noqa: B036
+            err = e if err is None else err
+    if _isinstance(err, SandboxTimeout):
+        return err
+    try:
+        if doCleanups(inst) is not True and err is None:
+            err = RuntimeError("a cleanup function failed")
+    except BaseException as e:  # noqa: B036
+        err = e if err is None else err
+    return err
+
+
+def run_unittest(out, g, ns, test_src, limit, entry, base, seen, U, load_notes):
+    """Every test method of every TestCase class the test code defines, one message each."""
+    deadline = _perf() + limit
+    e = _ENTRY
+    real = ns.get(entry)
+    if real is not None and real is not _entry_wrapper and e.real is None:
+        e.real, e.ns = real, ns
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            try:
+                setattr(_entry_wrapper, attr, getattr(real, attr))
+            except Exception:  # noqa: BLE001
+                pass
+        _entry_wrapper.__wrapped__ = real  # inspect.signature(task_func) is task_func's
+    if e.real is not None:
+        ns[entry] = _entry_wrapper
+    targets, classes, foreign = test_targets(base, seen, ns, test_src, entry, U.TestCase)
+    if foreign:
+        load_notes = load_notes + [f"a base class of the tests does not come from unittest or the test code: "
+                                   f"{', '.join(foreign[:5])}"]
+    e.targets = targets
+    clean = snapshot(targets)
+    for cls in classes:
+        for name in U.names(cls):
+            tname = f"{_name_of(cls)}.{name}"
+            left = deadline - _perf()
+            if left <= 0:
+                out.send(("T", g, tname, "timeout", "", 0.0), force=True)
+                continue
+            notes = list(load_notes) + [f"before this test: {n}" for n in _after_program(clean, 0, "the program")]
+            _signal_signal(signal.SIGALRM, _on_alarm)
+            _signal_signal(signal.SIGPROF, _on_alarm)
+            e.notes, e.active = [], True
+            t0 = _perf()
+            try:
+                try:
+                    _arm(left)
+                    err = run_case(cls, name, U.doCleanups)
+                finally:
+                    _disarm()
+            except BaseException as exc:  # noqa: B036 - the timer firing late, or anything else
+                err = exc
+            e.active = False
+            notes += e.notes + _after_program(clean, None, "the test")
+            dt = _perf() - t0
+            if dt > left and err is None:  # it caught the timer (or stopped it) and went on
+                err = SandboxTimeout()
+            if notes:
+                status, text = "forged", "sandbox: " + "; ".join(notes)[:1500] + ("\n" + format_exc(err) if err else "")
+            elif err is None:
+                status, text = "ok", ""
+            elif _isinstance(err, SandboxTimeout):
+                status, text = "timeout", ""
+            elif _isinstance(err, _SkipTest):
+                status, text = "err", "skipped (a skip is not a pass here): " + format_exc(err)
+            else:
+                status, text = ("fail" if _isinstance(err, AssertionError) else "err"), format_exc(err)
+            err = None
+            out.send(("T", g, tname, status, text[-2000:], dt), force=True)
+
+
 # ---------------------------------------------------------------- running
 def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False, cap=None):
     """Call fn(*args) on each input (fresh copies), ship each output. Each input has its own
@@ -378,63 +1106,58 @@ def run_check(out, g, ns, fn, test_code, limit):
         out.send(("R", g, 0, "err", short_tb(), _cpu() - t0), force=True)
 
 
-def run_unittest(out, g, module, limit):
-    """Every test method of every TestCase class the program defined, one message each."""
-    import unittest
-    classes = [v for v in list(vars(module).values())
-               if isinstance(v, type) and issubclass(v, unittest.TestCase) and v.__module__ == module.__name__]
-    loader = unittest.TestLoader()
-    deadline = _perf() + limit
-    for cls in classes:
-        for name in loader.getTestCaseNames(cls):
-            left = deadline - _perf()
-            if left <= 0:
-                out.send(("T", g, f"{cls.__name__}.{name}", "timeout", "", 0.0), force=True)
-                continue
-            result = unittest.TestResult()
-            t0 = _perf()
-            try:
-                _arm(left)
-                try:
-                    cls(name).run(result)
-                finally:
-                    _disarm()
-                bad = result.failures or result.errors or result.unexpectedSuccesses
-                status = "ok" if not bad else ("fail" if result.failures else "err")
-                text = "" if not bad else str(bad[0][1] if isinstance(bad[0], tuple) else bad[0])[-2000:]
-                if not bad and result.skipped:
-                    status, text = "ok", "skipped: " + str(result.skipped[0][1])[:200]
-            except SandboxTimeout:
-                status, text = "timeout", ""
-            except BaseException:  # noqa: B036
-                status, text = "err", short_tb()
-            out.send(("T", g, f"{cls.__name__}.{name}", status, text, _perf() - t0), force=True)
+def _read_payload():
+    """All of stdin, unbuffered (nothing of it stays in a buffer the program could peek at); then
+    stdin becomes /dev/null."""
+    chunks = []
+    while True:
+        b = os.read(0, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    return _loads(b"".join(chunks))
 
 
 def main():
+    global _SkipTest
     fd = int(sys.argv[1])
-    p = _loads(sys.stdin.buffer.read())  # everything we need, read before any untrusted code runs
-    nonce = p.pop("nonce", "")  # proves the final message is ours, not a sample's forgery
+    p = _read_payload()  # everything we need, read before any untrusted code runs
+    nonce = [p.pop("nonce", "")]  # proves the final message is ours; lives only in out.final's closure
+    out = make_stream(fd, nonce)
+    del nonce
     tmp = os.getcwd()
-    out = Stream(fd)
     sys.set_int_max_str_digits(0)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), p.get("recursion", 5000)))
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGPROF, _on_alarm)
-    if any(g["kind"] == "unittest" for g in p["groups"]):
-        import unittest  # noqa: F401  (the harness's own imports, done before the guards)
+    unit = any(g["kind"] == "unittest" for g in p["groups"])
+    if unit:
+        import unittest  # the harness's own imports, done before the guards
         import unittest.mock  # noqa: F401
-    import types
+        _SkipTest = unittest.SkipTest
+        U = _Namespace(TestCase=unittest.TestCase, names=unittest.TestLoader().getTestCaseNames,
+                       doCleanups=unittest.TestCase.doCleanups)
+    if unit:
+        _preimport([p["code"]] + [g["test"] for g in p["groups"] if g["kind"] == "unittest"])
+    harden()
     set_limits(p)
     if p.get("no_network", True):
         no_network()
     install_guards(tmp, allow_procs=p.get("allow_procs", False), max_procs=p.get("max_procs", 64),
                    extra_roots=p.get("write_roots", ()))
+    if unit:
+        base, seen = base_targets()
+        base_snap = snapshot(base)
     module = types.ModuleType(p.get("module_name", "solution"))
     module.__dict__.update(__builtins__=builtins, __file__=os.path.join(tmp, "solution.py"))
     sys.modules[module.__name__] = module
     ns = module.__dict__
+    _SOURCES["solution.py"] = p["code"].splitlines()
     t0 = _cpu()
+    arm()
     try:
         _arm(p.get("load_limit", 10.0))
         try:
@@ -448,6 +1171,7 @@ def main():
     if p["mode"] == "func" and not callable(fn):
         out.send(("L", f"NameError: the program does not define {p['entry_point']}()"), force=True)
         return
+    load_notes = [f"at load: {n}" for n in _after_program(base_snap, 0, "the program")] if unit else []
     out.send(("S", _cpu() - t0), force=True)  # loaded: the parent resets its progress clock
     for g, grp in enumerate(p["groups"]):
         kind = grp["kind"]
@@ -458,6 +1182,7 @@ def main():
         elif kind == "check":
             run_check(out, g, ns, fn, grp["test"], grp["limit"])
         elif kind == "unittest":
+            _SOURCES["test.py"] = grp["test"].splitlines()
             try:
                 _arm(grp["limit"])
                 try:
@@ -467,13 +1192,40 @@ def main():
             except BaseException:  # noqa: B036
                 out.send(("T", g, "<load tests>", "err", short_tb(), 0.0), force=True)
                 continue
-            run_unittest(out, g, module, grp["limit"])
-    out.send(("D", nonce, out.count), force=True)
+            run_unittest(out, g, ns, grp["test"], grp["limit"], p.get("entry_point") or "task_func", base, seen, U,
+                         load_notes)
+    out.final()
+
+
+def _private_main():
+    """main, rebuilt with a private copy of this module's globals and of the builtins (docstring,
+    point 1). The guards stay public: they are handed to the program (os.remove is one of them),
+    and a function hands over its globals."""
+    pub = globals()
+    priv = dict(pub)
+    priv["__builtins__"] = dict(vars(builtins))
+    for k, v in list(priv.items()):  # the harness's state: its own objects, not the public module's
+        if _type(v) in (list, dict, set) and v is not _gc_garbage and not k.startswith("__"):
+            priv[k] = _type(v)(v)
+        elif _type(v) is _Namespace:
+            priv[k] = _Namespace(**vars(v))
+    for k, v in list(priv.items()):
+        if _type(v) is types.FunctionType and v.__globals__ is pub and k not in ("install_guards", "no_network",
+                                                                                 "_on_alarm"):
+            f = types.FunctionType(v.__code__, priv, v.__name__, v.__defaults__, v.__closure__)
+            f.__kwdefaults__ = v.__kwdefaults__
+            priv[k] = f
+    return priv["main"]
+
+
+def _run():
+    main_, quit_ = _private_main(), os._exit
+    try:
+        main_()
+    finally:
+        # skip interpreter teardown (atexit handlers and __del__ of sample objects run nothing more)
+        quit_(0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        # skip interpreter teardown (atexit handlers and __del__ of sample objects run nothing more)
-        _exit(0)
+    _run()
