@@ -95,10 +95,15 @@ def run_evalplus(py, task, samples: Path, workers, data_env, cache: Path, log: P
     return dt, res
 
 
-def run_ours(args: list, workers, cache: Path, log: Path) -> float:
+# eval.run with the load factor forced to 1: our wall-clock limits exactly EvalPlus's, whatever the load
+UNSCALED = ("import runpy, sys; from eval import execute; execute.load_scale = lambda: 1.0; "
+            "sys.argv[0] = 'eval.run'; runpy.run_module('eval.run', run_name='__main__')")
+
+
+def run_ours(args: list, workers, cache: Path, log: Path, unscaled=False) -> float:
     """python -m eval.run ARGS with its cache in `cache`; returns wall seconds."""
     env = dict(os.environ, SNOWCODER_CACHE=str(cache))
-    cmd = [sys.executable, "-m", "eval.run", *args, "--workers", str(workers)]
+    cmd = [sys.executable, *(["-c", UNSCALED] if unscaled else ["-m", "eval.run"]), *args, "--workers", str(workers)]
     t0 = time.time()
     with open(log, "w") as lf:
         r = subprocess.run(cmd, env=env, cwd=ROOT, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -202,12 +207,33 @@ def cause(row, v, e, which, scale="1.0") -> str:
     return "not classified: see ours_failure and evalplus_fail_input"
 
 
-def parity(n, seed, workers, out: Path, tasks, data=None):
+def rejudge_unscaled(task, rows, cache: Path, workers, data=None) -> dict:
+    """Our verdicts on `rows` with the wall-clock limits exactly EvalPlus's (the load factor forced
+    to 1), in this process; {(task_id, sample): verdict}."""
+    from eval import execute as ex
+    old_cache, real = os.environ.get("SNOWCODER_CACHE"), ex.load_scale
+    os.environ["SNOWCODER_CACHE"] = str(cache)  # the expected outputs of the parity run
+    ex.load_scale = lambda: 1.0
+    try:
+        by_id = {p["task_id"]: p for p in make_problems(task, data)}
+        res = ex.run_jobs([ex.Job(by_id[r["task_id"]], r["solution"], r["sample"]) for r in rows], workers=workers,
+                          desc="again, load factor 1")
+    finally:
+        ex.load_scale = real
+        if old_cache is None:
+            os.environ.pop("SNOWCODER_CACHE")
+        else:
+            os.environ["SNOWCODER_CACHE"] = old_cache
+    return {(v["task_id"], v["sample"]): v for v in res}
+
+
+def parity(n, seed, workers, out: Path, tasks, data=None, unscaled=False):
     py = evalplus_python()
     data_env = evalplus_dataset_files(out, data)
     probs = {t: make_problems(t, data) for t in EP_NAME}
     n_all = sum(len(p) for p in probs.values())  # over both benchmarks: --tasks picks, never changes the samples
-    report = dict(n=0, seed=seed, workers=workers, evalplus=EVALPLUS_VERSION, tasks={}, disagreements=[])
+    report = dict(n=0, seed=seed, workers=workers, evalplus=EVALPLUS_VERSION, unscaled=unscaled, tasks={},
+                  disagreements=[])
     for task in tasks:
         share = max(len(probs[task]), round(n * len(probs[task]) / n_all))
         rows = make_samples(probs[task], share, seed)
@@ -227,7 +253,7 @@ def parity(n, seed, workers, out: Path, tasks, data=None):
         t = threading.Thread(target=lambda: ep.update(zip(("s", "res"), run_evalplus(
             py, task, d / "samples.jsonl", workers, data_env, d / "ep-cache", d / "evalplus.log"))))
         t.start()
-        t_ours = run_ours(args, workers, d / "our-cache", d / "ours.log")
+        t_ours = run_ours(args, workers, d / "our-cache", d / "ours.log", unscaled)
         print(f"  ours     {t_ours:.0f} s ({load_line()}); sandbox: {sandbox_note(d / 'ours')}", flush=True)
         loads.append(None)  # stops the sampler
         t.join()
@@ -236,7 +262,7 @@ def parity(n, seed, workers, out: Path, tasks, data=None):
         t_ep, res = ep["s"], ep["res"]
         print(f"  EvalPlus {t_ep:.0f} s ({load_line()})", flush=True)
         scale = [max(1.0, x / (os.cpu_count() or 1)) for x in loads[:-1]] or [1.0]
-        scale_note = f"{min(scale):.1f}-{max(scale):.1f}"
+        scale_note = "forced to 1" if unscaled else f"{min(scale):.1f}-{max(scale):.1f}"
         ours = {(v["task_id"], v["sample"]): v for v in
                 map(json.loads, (d / "ours" / f"verdicts-{task}.jsonl").read_text().splitlines())}
         agree = {"base": 0, "plus": 0}
@@ -254,6 +280,16 @@ def parity(n, seed, workers, out: Path, tasks, data=None):
                     f"base {e['base_status']}, plus {e['plus_status']}", ours_failure=v.get("first_failure"),
                     evalplus_fail_input=str((e["base_fail_tests"] or e["plus_fail_tests"] or [""])[0])[:300],
                     cause=cause(r, v, e, which, scale_note)))
+        timing = [x for x in report["disagreements"] if x["task"] == task and x["cause"].startswith("time limit")]
+        if timing and not unscaled:  # judged again at EvalPlus's own limits (no load scaling): is the scaling the whole cause?
+            again = rejudge_unscaled(task, [r for r in rows if any(x["task_id"] == r["task_id"] and x["sample"]
+                                                                   == r["sample"] for x in timing)],
+                                     d / "our-cache", workers, data)
+            for x in timing:
+                ok = ours_base_plus(again[(x["task_id"], x["sample"])])[x["verdict"] == "plus"]
+                same = ok == (x["evalplus"] == "pass")
+                x["cause"] += (f"; judged again with the load factor forced to 1, ours says {'pass' if ok else 'fail'}"
+                               f"{', as EvalPlus' if same else ', still not EvalPlus'}")
         kinds = Counter(r["kind"] for r in rows)
         passed = Counter(r["kind"] for r in rows if evalplus_base_plus(res["eval"][r["task_id"]][r["sample"]])[1])
         report["tasks"][task] = dict(samples=len(rows), agree_base=agree["base"], agree_plus=agree["plus"],
@@ -285,6 +321,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=1, help="timing rounds (the order flips each round)")
     ap.add_argument("--parity", type=int, default=0, metavar="N", help="run the mutant parity check on ~N samples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--unscaled", action="store_true",
+                    help="parity: our time limits without the load factor, exactly EvalPlus's (on a loaded machine "
+                         "the scaled ones give a sample that sleeps up to load/cores times longer)")
     ap.add_argument("--out", default=None, help="work dir (default: a new temp dir)")
     ap.add_argument("--data", default=None)
     a = ap.parse_args(argv)
@@ -296,7 +335,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, {load_line()}; work dir {out}", flush=True)
     if a.parity:
-        parity(a.parity, a.seed, a.workers, out, tasks, a.data)
+        parity(a.parity, a.seed, a.workers, out, tasks, a.data, a.unscaled)
     else:
         bench(tasks, a.workers, a.repeats, out, a.data)
 
