@@ -135,45 +135,68 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,
 # backward
 
 
-# (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). A program owns BLOCK_N keys and walks
-# BLOCK_M queries at a time, so these tiles are the transpose of forward's: large BLOCK_N (the
-# dk, dv accumulators), small BLOCK_M (the streamed q, do); one of the two divides the other.
-# Pruned by compiling for sm_90a (python -m kernels.compile_check): 64 x 128 spills at head dim
-# 64, and 32-row tiles compile clean but fall back from wgmma to mma.sync. At head dim 128 every
-# tile tried still spills (open; tests/test_kernels_compile.py records it).
-BWD_TILES = [(64, 64, 8, 2), (64, 64, 8, 3)]
+# (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages) per head dim. A program owns BLOCK_N keys
+# and walks BLOCK_M queries at a time, so these tiles are the transpose of forward's: large BLOCK_N
+# (the dk, dv accumulators), small BLOCK_M (the streamed q, do); one of the two divides the other.
+# Kept: exactly the tiles that compile for sm_90a with 0 bytes of spills and only wgmma, in both
+# launches kernels/compile_check.py specializes (MHA at T 8192, GQA at a ragged T). Per thread a
+# tile holds dk and dv (2 BLOCK_N x D fp32), s, p, dp, ds (BLOCK_N x BLOCK_M) and dq's share
+# (D x BLOCK_M fp32), against 255 registers:
+#   D=64:  64x64 (8 warps, 2 or 3 stages), 64x128 and 32x128 (FlashAttention-2's Triton tiles, 8
+#          warps) and 32x64 (4 warps) all fit.
+#   D=128: only 32-query tiles with 8 warps fit: 32x128 (the same FA2 tile) and 32x64. Measured
+#          and dropped: 64x64 (8 warps: 170-210 B of spills), 64x128 and 128x64 (0.3-1.4 KB),
+#          32x64 with 4 warps (92 B in the GQA launch), 64x32 and 128x32 (and mma.sync).
+# D <= 64 takes the first list, larger D the second (D=256 runs, but is not tuned: it spills).
+BWD_TILES = {64: [(64, 64, 8, 2), (64, 64, 8, 3), (64, 128, 8, 2), (32, 128, 8, 2), (32, 64, 4, 2)],
+             128: [(32, 128, 8, 2), (32, 64, 8, 2), (32, 64, 8, 3)]}
+
+
+def _bwd_tiles_for_head_dim(configs, named_args, **kwargs):
+    """The autotuner's early prune: of the union of BWD_TILES, only the head dim's own list."""
+    tiles = BWD_TILES[64 if kwargs["HEAD_DIM"] <= 64 else 128]
+    return [c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in tiles]
 
 
 def _bwd_configs():
     if INTERPRET:
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 64})]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in BWD_TILES]
+    tiles = dict.fromkeys(t for d in sorted(BWD_TILES) for t in BWD_TILES[d])  # the union, in order, once each
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in tiles]
 
 
 @triton.jit
-def _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base, stride_qt, stride_dot, stride_dqt,
-               offs_n, offs_d, lo, hi, jump_from, jump_to, T, qk_scale, sm_scale,
+def _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+               stride_qh, stride_qt, stride_doh, stride_dot, stride_dqh, stride_dqt,
+               offs_n, offs_d, lo, n_blocks, jump_from, jump_to, T, GROUP, qk_scale, sm_scale,
                MASKED: tl.constexpr, BLOCK_M: tl.constexpr, DOT: tl.constexpr, IN: tl.constexpr,
                INTERPRETED: tl.constexpr):
-    """Query blocks lo, lo + BLOCK_M, ... below hi, where a block start >= jump_from is moved on
-    to jump_to + (start - jump_from): one masked loop covers the diagonal and the ragged end."""
-    for i in range(lo, hi, BLOCK_M):
+    """n_blocks query blocks lo, lo + BLOCK_M, ... of each of the GROUP query heads, where a block
+    start >= jump_from is moved on to jump_to + (start - jump_from): one masked loop covers the
+    diagonal and the ragged end. One flat loop over (head, block), not a loop over heads around
+    a loop over blocks: compiled for sm_90a at head dim 128 with GQA (GROUP not a constant), the
+    nested form spilled (48 B at 32 x 64, 8 warps) where the flat one uses 225 registers."""
+    for j in range(0, GROUP * n_blocks):
+        g = j // n_blocks
+        i = lo + (j - g * n_blocks) * BLOCK_M
         start_m = i + (i >= jump_from).to(tl.int32) * (jump_to - jump_from)
         offs_m = start_m + tl.arange(0, BLOCK_M)
-        qt_ptrs = q_base + offs_m[None, :] * stride_qt + offs_d[:, None]    # (D, BLOCK_M): q transposed
-        do_ptrs = do_base + offs_m[:, None] * stride_dot + offs_d[None, :]  # (BLOCK_M, D)
-        dq_ptrs = dq_base + offs_m[:, None] * stride_dqt + offs_d[None, :]  # (BLOCK_M, D), fp32
+        g64 = g.to(tl.int64)
+        qt_ptrs = q_base + g64 * stride_qh + offs_m[None, :] * stride_qt + offs_d[:, None]     # (D, BLOCK_M): q^T
+        do_ptrs = do_base + g64 * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :]  # (BLOCK_M, D)
+        dqt_ptrs = dq_base + g64 * stride_dqh + offs_m[None, :] * stride_dqt + offs_d[:, None]  # (D, BLOCK_M) fp32
+        row = g64 * T + offs_m  # this head's logsumexp and delta rows
         if MASKED:
             in_m = offs_m < T
             qt = tl.load(qt_ptrs, mask=in_m[None, :], other=0.0).to(DOT)
             do = tl.load(do_ptrs, mask=in_m[:, None], other=0.0).to(DOT)
-            lse = tl.load(lse_base + offs_m, mask=in_m, other=0.0)
-            delta = tl.load(delta_base + offs_m, mask=in_m, other=0.0)
+            lse = tl.load(lse_base + row, mask=in_m, other=0.0)
+            delta = tl.load(delta_base + row, mask=in_m, other=0.0)
         else:
             qt = tl.load(qt_ptrs).to(DOT)
             do = tl.load(do_ptrs).to(DOT)
-            lse = tl.load(lse_base + offs_m)
-            delta = tl.load(delta_base + offs_m)
+            lse = tl.load(lse_base + row)
+            delta = tl.load(delta_base + row)
         st = tl.dot(k, qt) * qk_scale  # 1. (BLOCK_N, BLOCK_M) scores, transposed, log2 units
         pt = tl.math.exp2(st - lse[None, :])
         if MASKED:
@@ -182,15 +205,18 @@ def _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base, str
         dpt = tl.dot(v, tl.trans(do))  # 3. (BLOCK_N, BLOCK_M)
         dst = cast(pt * (dpt - delta[None, :]), IN, INTERPRETED).to(DOT)
         dk = tl.dot(dst, tl.trans(qt), dk)  # 4.
-        dq = tl.dot(tl.trans(dst), k) * sm_scale  # 5. (BLOCK_M, D): this key block's share of dq
+        # 5. this key block's share of dq, transposed: (D, BLOCK_M) = k^T ds^T. As k^T ds^T the
+        # matmul's M is HEAD_DIM, so 32-query tiles stay on wgmma (M must be 64 per warpgroup)
+        dqt = tl.dot(tl.trans(k), dst) * sm_scale
         if MASKED:
-            tl.atomic_add(dq_ptrs, dq, mask=in_m[:, None], sem="relaxed")
+            tl.atomic_add(dqt_ptrs, dqt, mask=in_m[None, :], sem="relaxed")
         else:
-            tl.atomic_add(dq_ptrs, dq, sem="relaxed")
+            tl.atomic_add(dqt_ptrs, dqt, sem="relaxed")
     return dk, dv
 
 
-@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"], reset_to_zero=["DQ"])
+@triton.autotune(configs=_bwd_configs(), key=["T", "HEAD_DIM", "GROUP"], reset_to_zero=["DQ"],
+                 prune_configs_by={"early_config_prune": _bwd_tiles_for_head_dim})
 @triton.jit
 def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, sm_scale,
               stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
@@ -226,18 +252,20 @@ def _attn_bwd(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, sm_scale,
     diag_end = start_n + tl.cdiv(tl.maximum(BLOCK_N, BLOCK_M), BLOCK_M) * BLOCK_M
     bulk_end = diag_end + tl.maximum(T - diag_end, 0) // BLOCK_M * BLOCK_M
     masked_end = tl.minimum(diag_end + tl.where(bulk_end < T, BLOCK_M, 0), T)  # blocks past T: none
-    for g in range(GROUP):
-        h = hk * GROUP + g
-        q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
-        do_base = DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh
-        dq_base = DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh
-        row_base = (b * H + h).to(tl.int64) * T
-        dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
-                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, start_n, masked_end, diag_end,
-                            bulk_end, T, qk_scale, sm_scale, True, BLOCK_M, DOT, IN, INTERPRETED)
-        dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
-                            stride_qt, stride_dot, stride_dqt, offs_n, offs_d, diag_end, bulk_end, bulk_end,
-                            bulk_end, T, qk_scale, sm_scale, False, BLOCK_M, DOT, IN, INTERPRETED)
+    n_masked = tl.cdiv(masked_end - start_n, BLOCK_M)
+    h0 = hk * GROUP  # the group's first query head
+    q_base = Q + b.to(tl.int64) * stride_qb + h0.to(tl.int64) * stride_qh
+    do_base = DO + b.to(tl.int64) * stride_dob + h0.to(tl.int64) * stride_doh
+    dq_base = DQ + b.to(tl.int64) * stride_dqb + h0.to(tl.int64) * stride_dqh
+    row_base = (b * H + h0).to(tl.int64) * T
+    dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
+                        stride_qh, stride_qt, stride_doh, stride_dot, stride_dqh, stride_dqt, offs_n, offs_d,
+                        start_n, n_masked, diag_end, bulk_end, T, GROUP, qk_scale, sm_scale, True, BLOCK_M, DOT,
+                        IN, INTERPRETED)
+    dk, dv = _bwd_inner(dk, dv, k, v, q_base, do_base, dq_base, LSE + row_base, DELTA + row_base,
+                        stride_qh, stride_qt, stride_doh, stride_dot, stride_dqh, stride_dqt, offs_n, offs_d,
+                        diag_end, (bulk_end - diag_end) // BLOCK_M, bulk_end, bulk_end, T, GROUP, qk_scale,
+                        sm_scale, False, BLOCK_M, DOT, IN, INTERPRETED)
     dk = dk * sm_scale
     tl.store(DK + b.to(tl.int64) * stride_dkb + hk.to(tl.int64) * stride_dkh + offs_n[:, None] * stride_dkt
              + offs_d[None, :], cast(dk, DK.dtype.element_ty, INTERPRETED), mask=in_n)
