@@ -530,8 +530,9 @@ def _reaches_process(path):
 
 
 def _audit_hook(event, args):
-    """Irremovable (sys.addaudithook); armed just before the program loads (docstring, point 2)."""
-    if not _ARMED[0]:
+    """Irremovable (sys.addaudithook); armed just before the program loads (docstring, point 2).
+    The stand-ins' events ("sandbox.*") are served armed or not."""
+    if not _ARMED[0] and not event.startswith("sandbox."):
         return
     if event == "object.__getattr__":
         if args[1] in _FRAME_ATTRS and not ((id(args[0]) in _ALLOW_TB and _get_ident() == _MAIN[0])
