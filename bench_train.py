@@ -139,6 +139,7 @@ def main():
     argv = [f"--{k}={v}" for k in ("preset", "vocab_size", "seq_len", "batch_size", "threads")
             if (v := getattr(args, k)) is not None]
 
+    load_start = os.getloadavg()  # printed with the figures: other jobs on the cores slow both models
     ours, theirs = build(args)
     x, y = batch(args, ours.config.vocab_size)
     with torch.no_grad():  # the same function: same logits, same loss
@@ -173,7 +174,9 @@ def main():
     speed_cpu = statistics.median(cpu["transformers"]) / statistics.median(cpu["ours"])
     ratio = mem["ours"]["step_peak"] / mem["transformers"]["step_peak"]
     print(f"{'ours / hf':>14s} {speed:9.2f}x {speed_cpu:12.2f}x {ratio:17.2f}x   "
-          "(target: tokens/s >= 1.0x, peak memory <= 0.6x)")
+          "(target: tokens/s >= 1.0x, peak memory <= 0.6x; both timed in this run, steps alternating)")
+    print("load average (1, 5, 15 min) at the start: {:.1f} {:.1f} {:.1f}, at the end: {:.1f} {:.1f} {:.1f}".format(
+        *load_start, *os.getloadavg()))
 
 
 if __name__ == "__main__":
