@@ -227,7 +227,8 @@ def test_bigcodebench_wrong_and_skipped(bench_dir):
         assert res[needs["task_id"]]["status"] == "skipped" and res[needs["task_id"]]["passed"] is None
         from eval.metrics import summarize
         s = summarize(list(res.values()))["bigcodebench"]
-        assert s["skipped"] == 1 and s["tasks"] == 1 and s["pass@1"] == 0.0
+        # pass@1 is over both tasks: the skipped one counts as a failure, never left out
+        assert s["skipped"] == 1 and s["tasks"] == 2 and s["scored"] == 1 and s["pass@1"] == 0.0
 
 
 def test_group_cap_fails_a_slow_sleeper(hep):
