@@ -92,7 +92,10 @@ def _not_none(problem):
 
 # ---------------------------------------------------------------------------- the child process
 def _child_env(tmp):
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
+    # the running interpreter's directory first: BigCodeBench tests call `python` in subprocesses,
+    # and a machine may have only python3 on its PATH
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/bin:/bin")])
+    env = {"PATH": path, "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
            "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "NUMEXPR_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
            "TF_CPP_MIN_LOG_LEVEL": "3", "TOKENIZERS_PARALLELISM": "false"}
@@ -233,21 +236,23 @@ def _input_blobs(problem, group):
 
 def expected_job(problem: dict, limits: Limits):
     """Run the canonical solution once, recording outputs and times. Returns the record to cache."""
+    # generous fixed limits (the canonical is trusted), stretched on a loaded machine like the samples'
+    scale = load_scale()
     if problem["kind"] == "diff":
-        groups = [dict(kind="inputs", inputs=_input_blobs(problem, g), limits=[60.0] * len(problem[g + "_input"]),
+        groups = [dict(kind="inputs", inputs=_input_blobs(problem, g), limits=[scale * 60.0] * len(problem[g + "_input"]),
                        fatal=False, not_none=_not_none(problem)) for g in ("base", "plus")]
     elif problem["kind"] == "check":
-        groups = [dict(kind="check", test=problem["test"], limit=120.0)]
+        groups = [dict(kind="check", test=problem["test"], limit=scale * 120.0)]
     else:
-        groups = [dict(kind="unittest", test=problem["test"], limit=600.0)]
+        groups = [dict(kind="unittest", test=problem["test"], limit=scale * 600.0)]
     payload = dict(mode="func" if problem["kind"] != "unittest" else "unittest", code=problem["canonical"],
                    entry_point=problem["entry_point"], groups=groups, memory_mb=limits.memory_mb,
-                   fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=60.0,
+                   fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=scale * 60.0,
                    allow_procs=problem["kind"] == "unittest", max_procs=limits.max_procs,
                    module_name="__test__" if problem["kind"] == "unittest" else "solution",
                    write_roots=_write_roots(problem), disk_mb=limits.disk_mb)
-    msgs, info = run_sandboxed(payload, progress_limit=120.0 if problem["kind"] == "diff" else 660.0,
-                               total_limit=1800.0)
+    msgs, info = run_sandboxed(payload, progress_limit=scale * (120.0 if problem["kind"] == "diff" else 660.0),
+                               total_limit=scale * 1800.0)
     rec = dict(errors=[], seconds=info["seconds"])
     if problem["kind"] == "diff":
         for gi, g in enumerate(("base", "plus")):
@@ -363,9 +368,12 @@ def _judge(job: Job, limits: Limits = None) -> dict:
     if p["kind"] == "unittest" and (miss := missing_modules(p)):
         return dict(v, status="skipped", passed=None, reason="missing modules: " + ", ".join(miss))
     exp = load_expected(p)
+    # defining the program (imports: pandas + matplotlib take seconds of wall time on a loaded machine)
+    # gets the same load stretch as every other wall-clock limit
+    load = load_scale() * limits.load
     common = dict(mode="func" if p["kind"] != "unittest" else "unittest", code=job.program,
                   entry_point=p["entry_point"], memory_mb=limits.memory_mb, fsize_mb=limits.fsize_mb,
-                  nproc=limits.nproc, load_limit=limits.load, allow_procs=p["kind"] == "unittest",
+                  nproc=limits.nproc, load_limit=load, allow_procs=p["kind"] == "unittest",
                   max_procs=limits.max_procs, module_name="__test__" if p["kind"] == "unittest" else "solution",
                   write_roots=_write_roots(p), disk_mb=limits.disk_mb)
     if p["kind"] == "diff":
@@ -400,8 +408,8 @@ def _judge(job: Job, limits: Limits = None) -> dict:
                 first.update(group=g, index=i, input=_short(p[g + "_input"][i]), error=str(val or status)[-1500:])
             return True
         # backstops for what the child's own timers cannot stop (3x: timers count CPU, these wall time)
-        progress = 3 * max([max(l, default=limits.floor) for l in glimits] + [limits.load]) + 10.0
-        cpu = min(limits.sample_cap, limits.load + sum(sum(l) for l in glimits)) + 5.0
+        progress = 3 * max([max(l, default=limits.floor) for l in glimits] + [load]) + 10.0
+        cpu = min(limits.sample_cap, load + sum(sum(l) for l in glimits)) + 5.0
         msgs, info = run_sandboxed(dict(common, groups=groups, cpu_s=cpu), progress, 3 * cpu + 10.0, on_message)
         loaded = any(m[0] == "S" for m in msgs)
         done = info["finished"]
@@ -426,8 +434,8 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         t = exp["time"] if exp else 1.0
         lim = load_scale() * min(limits.sample_cap, max(limits.floor * 5, limits.factor * t))
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="check", test=p["test"], limit=lim)],
-                                        cpu_s=lim + limits.load + 5.0), 3 * (lim + limits.load) + 10.0,
-                                   3 * (lim + limits.load) + 15.0)
+                                        cpu_s=lim + load + 5.0), 3 * (lim + load) + 10.0,
+                                   3 * (lim + load) + 15.0)
         r = next((m for m in msgs if m[0] == "R"), None)
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
         done = info["finished"]
@@ -447,7 +455,7 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         lim = load_scale() * (limits.bcb_default if t is None else
                               min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t)))
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),
-                                   3 * (lim + limits.load) + 10.0, 3 * (lim + limits.load) + 20.0)
+                                   3 * (lim + load) + 10.0, 3 * (lim + load) + 20.0)
         tests = [m for m in msgs if m[0] == "T"]
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
         done = info["finished"]
