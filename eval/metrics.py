@@ -14,7 +14,8 @@ import json
 from collections import Counter, defaultdict
 
 NAMES = {"humaneval": "HumanEval", "humaneval+": "HumanEval+", "mbpp": "MBPP", "mbpp+": "MBPP+",
-         "bigcodebench": "BigCodeBench", "bigcodebench-hard": "BigCodeBench-Hard", "evoeval": "EvoEval"}
+         "bigcodebench": "BigCodeBench", "bigcodebench-hard": "BigCodeBench-Hard", "evoeval": "EvoEval",
+         **{f"evoeval/{c}": f"EvoEval {c}" for c in ("difficult", "creative", "subtle", "combine", "tool_use")}}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

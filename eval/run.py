@@ -27,7 +27,7 @@ from eval.generate import generate_samples
 from eval.jail import mode as jail_mode
 from formats import AppendLog, read_jsonl
 from eval.metrics import summarize, write_results, markdown_table
-from eval.tasks import build_prompt, describe
+from eval.tasks import build_prompt, describe, evoeval
 from eval.sanitize import ground_truth_program
 
 
@@ -71,7 +71,7 @@ def select_problems(task, args):
     """The problems to run and the task set the figures are over: dict(ids, full=size of the whole
     benchmark, subset=how it was cut or None)."""
     probs = make_problems(task, args.data)
-    full, cuts = len(probs), []
+    full, cuts, all_ids = len(probs), [], [p["task_id"] for p in probs]
     if task.startswith("bigcodebench") and args.bcb_subset != "all":
         keep = is_stdlib_only if args.bcb_subset == "stdlib" else (lambda p: not missing_modules(p))
         probs = [p for p in probs if keep(p)]
@@ -79,7 +79,7 @@ def select_problems(task, args):
     if args.limit and args.limit < len(probs):
         probs = probs[:args.limit]
         cuts.append(f"first {args.limit}")
-    return probs, dict(ids=[p["task_id"] for p in probs], full=full, subset=", ".join(cuts) or None)
+    return probs, dict(ids=[p["task_id"] for p in probs], full=full, subset=", ".join(cuts) or None, all_ids=all_ids)
 
 
 def samples_for(task, problems, args, out, model, reuse):
@@ -164,6 +164,16 @@ def main(argv=None):
         return
     ks = [int(k) for k in args.ks.split(",")]
     summary = summarize(all_verdicts, ks, task_sets)
+    if "evoeval" in args.tasks:  # EvoEval's per-category rows beside its headline, over the same stated set
+        cat = lambda tid: "evoeval/" + tid.split("/")[0][len("EvoEval_"):]  # noqa: E731
+        spec = task_sets.get("evoeval", {})
+        cat_sets = {}
+        for tid in spec.get("all_ids", []):
+            cs = cat_sets.setdefault(cat(tid), dict(ids=[], full=0, subset=spec.get("subset")))
+            cs["full"] += 1
+        for tid in spec.get("ids", []):
+            cat_sets[cat(tid)]["ids"].append(tid)
+        summary.update(summarize(evoeval.category_verdicts(all_verdicts), ks, cat_sets))
     meta = dict(title=("ground truth" if args.ground_truth else args.ckpt or args.model or args.samples),
                 source=dict(ckpt=args.ckpt, api_base=args.api_base, model=args.model, samples=args.samples,
                             ground_truth=args.ground_truth),

@@ -190,3 +190,23 @@ def test_bigcodebench_subset_is_labelled(bench_dir, tmp_path):
     assert res["summary"]["bigcodebench"]["label"] == want and res["meta"]["bcb_subset"] == "stdlib"
     md = (out / "summary.md").read_text()
     assert want in md and "BigCodeBench (1,140 tasks)" not in md
+
+
+def test_evoeval_headline_and_categories(tmp_path):
+    """EvoEval's ground truth on the release-format fixtures through the CLI: the headline over all
+    problems, one row per category beside it, a --limit run labelled a subset in both."""
+    from pathlib import Path
+    fix = Path(__file__).parent / "fixtures" / "evoeval"
+    n = sum(1 for f in fix.glob("EvoEval_*.jsonl") for line in f.read_text().splitlines() if line.strip())
+    s = main(["--ground-truth", "--tasks", "evoeval", "--out", str(tmp_path / "gt"), "--data", str(fix), "--workers", "2"])
+    cats = ["difficult", "creative", "subtle", "combine", "tool_use"]
+    assert s["evoeval"]["pass@1"] == 1.0 and s["evoeval"]["tasks"] == n
+    assert all(s[f"evoeval/{c}"]["pass@1"] == 1.0 for c in cats)
+    assert sum(s[f"evoeval/{c}"]["tasks"] == s[f"evoeval/{c}"]["scored"] for c in cats) == 5
+    assert sum(s[f"evoeval/{c}"]["tasks"] for c in cats) == n
+    assert "EvoEval difficult (" in (tmp_path / "gt" / "summary.md").read_text()
+    sub = main(["--ground-truth", "--tasks", "evoeval", "--limit", "3", "--out", str(tmp_path / "sub"),
+                "--data", str(fix), "--workers", "2"])
+    assert sub["evoeval"]["label"] == f"EvoEval (subset: 3 of {n} tasks, first 3)"
+    labelled = [sub[f"evoeval/{c}"]["label"] for c in cats if f"evoeval/{c}" in sub]
+    assert labelled and all("subset:" in l for l in labelled)
