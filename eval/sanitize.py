@@ -8,7 +8,8 @@ Turning a raw completion into the program we execute.
    that check() calls), every top-level call except print (a memo seeded by a call, a sys.exit the
    program really makes), and every other statement (assignment, loop filling a table, if/try/with
    around a def) that touches a name the kept code uses, to a fixed point. Dropped: top-level
-   asserts and prints (the model's own tests), `if __name__ == "__main__":` blocks, unused state.
+   asserts and prints (the model's own tests), `if __name__ == "__main__":` blocks, unused state;
+   but every statement of the benchmark's own prompt is kept (its constants are the tests' too).
    Like EvalPlus, this runs once, when a sample is generated; the program is then run as written
    (a samples file's "solution" is never sanitized again).
 """
@@ -81,9 +82,11 @@ def _is_print(node) -> bool:
             and isinstance(node.value.func, ast.Name) and node.value.func.id == "print")
 
 
-def sanitize(code: str, entry_point: str = None) -> str:
+def sanitize(code: str, entry_point: str = None, prompt_lines: int = 0) -> str:
     """The program for a raw completion (see the module docstring). Called once, at generation
-    time; the program is then run as written."""
+    time; the program is then run as written. Statements starting in the first `prompt_lines`
+    lines are the benchmark's own prompt and always kept (BigCodeBench's tests read prompt-level
+    constants such as LETTERS or OUTPUT_DIR that the entry point itself may not use)."""
     if "```" in code and not _parses(code):  # a chat answer: the fenced block that defines the entry point
         blocks = _FENCE.findall(code)
         pick = [b for b in blocks if entry_point and re.search(rf"def\s+{re.escape(entry_point)}\s*\(", b)]
@@ -96,7 +99,7 @@ def sanitize(code: str, entry_point: str = None) -> str:
     # always kept: imports, every function and class (helpers the tests call, e.g. HumanEval/38's
     # encode_cyclic), and other top-level calls (a memo seeded by f(30), a sys.exit the program asks for)
     always = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
-                                                ast.ClassDef, ast.Expr))]
+                                                ast.ClassDef, ast.Expr)) or n.lineno <= prompt_lines]
     keep = {id(n) for n in always}
     needed = set().union(*(_uses(n) | _defines(n) for n in always)) | ({entry_point} if entry_point else set())
     # state statements (assignments, loops filling a table, if/try/with around a def) are kept when
@@ -120,9 +123,13 @@ def sanitize(code: str, entry_point: str = None) -> str:
 def sample_program(problem: dict, raw: str):
     """(completion, program) for a raw completion of build_prompt(problem): cut at the stop strings,
     joined to the prompt, sanitized. The one path every sample takes, the ground truth included."""
-    from eval.tasks import stop_strings, program_from_completion
+    from eval.tasks import build_prompt, stop_strings, program_from_completion
     completion = cut_at_stop(raw, stop_strings(problem))
-    return completion, sanitize(program_from_completion(problem, completion), problem["entry_point"])
+    program = program_from_completion(problem, completion)
+    prompt = build_prompt(problem)
+    # the prompt's complete lines (when the program starts with it): its statements are always kept
+    n = prompt.count("\n") if program.startswith(prompt) else 0
+    return completion, sanitize(program, problem["entry_point"], prompt_lines=n)
 
 
 def ground_truth_completion(problem: dict) -> str:

@@ -92,3 +92,19 @@ def test_ground_truth_through_the_sample_path(bench_dir):
     probs = {p["task_id"]: p for p in make_problems("humaneval", bench_dir)}
     assert "def encode_cyclic" in ground_truth_program(probs["HumanEval/38"])
     assert "def encode_shift" in ground_truth_program(probs["HumanEval/50"])
+
+
+def test_prompt_constants_the_tests_read_are_kept(bench_dir):
+    """BigCodeBench/597's prompt defines LETTERS, which only its tests read: the sample path keeps
+    every statement of the prompt, while a completion's own unused constant is still dropped."""
+    from eval.sanitize import sample_program
+    from eval.tasks import make_problems
+    p = next(q for q in make_problems("bigcodebench", bench_dir) if q["task_id"] == "BigCodeBench/597")
+    assert "LETTERS" in p["prompt"] and "LETTERS" not in p["canonical"][len(p["prompt"]):]
+    assert "LETTERS" in p["test"]
+    raw = p["canonical"][len(p["prompt"]):] + "\nSCRATCH = 1\n"
+    _, program = sample_program(p, raw)
+    assert "LETTERS = " in program and "SCRATCH" not in program
+    # the rule is the prompt's: the same constant written by the model, not used, is dropped
+    assert "UNUSED_K" not in sanitize("UNUSED_K = 3\ndef f():\n    return 1\n", "f")
+    assert "UNUSED_K" in sanitize("UNUSED_K = 3\ndef f():\n    return 1\n", "f", prompt_lines=1)
