@@ -443,6 +443,8 @@ _ALLOW_TB = set()    # id() of the traceback objects the harness itself is forma
 _MAIN = [0]          # the harness's thread
 _GF = [0]            # the thread whose next sys._getframe is the hook's own (see _caller_code)
 _GETFRAME_OK = set() # code objects allowed to call sys._getframe: library code that only reads names
+_PRELOADED = {}      # id -> class, every class of a module imported before the program existed (library
+#                      code, e.g. pyfakefs' TestCase): a test class may have these as bases
 _sys_getframe = sys._getframe
 _ENTRY = _Namespace(real=None, active=False, targets=[], notes=[], ns=None)
 
@@ -630,7 +632,7 @@ def _preimport(sources):
     here): its functions are then known by identity, and the few that read a frame only for names
     (matplotlib's warn_external) may keep calling sys._getframe."""
     import importlib.util
-    names = set()
+    names, subs = set(), set()
     for src in sources:
         try:
             tree = compile(src, "<imports>", "exec", ast.PyCF_ONLY_AST)
@@ -641,9 +643,14 @@ def _preimport(sources):
                 names.update(a.name for a in node.names)
             elif _isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.add(node.module)
-    for name in sorted(names):
+                # `from scipy import stats`: a submodule that the package loads lazily on first
+                # access (scipy's __getattr__), which would otherwise be imported after the hook is armed
+                subs.update(f"{node.module}.{a.name}" for a in node.names if a.name != "*")
+    for name in sorted(names) + sorted(subs - names):
         try:
-            if importlib.util.find_spec(name.split(".")[0]) is not None:
+            # a `from X import a` name is imported only when X is now loaded and has a submodule a
+            if importlib.util.find_spec(name.split(".")[0]) is not None and (
+                    name not in subs or name.rpartition(".")[0] in sys.modules and importlib.util.find_spec(name)):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     __import__(name)
@@ -770,7 +777,9 @@ def changes(snap):
         if not all(map(_is, cur, vals)):
             bad += [f"{label}.{k}" for k, v, c in zip(keys, vals, cur) if c is not v]
         if kind == "class" and len(m) != len(keys):
-            bad += [f"{label}.{k} (added)" for k in list(m.keys()) if k not in keyset and k != "__annotations__"]
+            # __annotations__ and copyreg's __slotnames__ are caches the interpreter adds (copy, pickle)
+            bad += [f"{label}.{k} (added)" for k in list(m.keys()) if k not in keyset
+                    and k not in ("__annotations__", "__slotnames__")]
     return bad
 
 
@@ -849,7 +858,7 @@ def test_targets(base, seen, ns, test_src, entry, TestCase):
     foreign = []
     for c in tcls:  # every base of a test class: unittest's own (recorded before the program) or the test code's
         foreign += [_qualname_of(k) for k in _mro_of(c) if _flags_of(k) & _HEAPTYPE and id(k) not in seen
-                    and id(k) not in mine]
+                    and id(k) not in mine and _PRELOADED.get(id(k)) is not k]
     for c in tcls:
         ts += [_target(_qualname_of(k), k, "class") for k in _classes_of(c, seen)]
     used = {n.id for n in ast.walk(tree) if _isinstance(n, ast.Name)}
@@ -1152,6 +1161,10 @@ def main():
     if unit:
         base, seen = base_targets()
         base_snap = snapshot(base)
+        for m in list(sys.modules.values()):  # strong references: an id is not reused while held here
+            for v in list(getattr(m, "__dict__", {}).values()):
+                if _is_class(v):
+                    _PRELOADED[id(v)] = v
     module = types.ModuleType(p.get("module_name", "solution"))
     module.__dict__.update(__builtins__=builtins, __file__=os.path.join(tmp, "solution.py"))
     sys.modules[module.__name__] = module
