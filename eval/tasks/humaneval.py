@@ -14,7 +14,8 @@ loaded only for decontamination.
 Prompt: the task's prompt with trailing newlines stripped (as the paper says); the model continues
 with the body. Stop strings: the bigcode-evaluation-harness set (EvalPlus's base-model set too).
 Oracle: EvalPlus's comparison (common.evalplus_equal), except HumanEval/32 (find_zero), where any
-root will do: |poly(xs, out)| <= atol (EvalPlus 0.3.1 swapped the arguments there).
+root will do: |poly(xs, out)| <= atol (EvalPlus 0.3.1 means the same, but its branch skips the line that
+counts an input as done, so it fails every HumanEval/32 sample).
 """
 import math
 
