@@ -123,8 +123,11 @@ t("proc_mem", lambda: open("/proc/self/mem", "rb").read(1))
 t("proc_fd", proc_fds)
 def search(roots):
     """Breadth-first through everything reachable from roots, looking for the run's nonce."""
-    found, seen, todo, n = None, set(), list(roots), 0
-    while todo and n < 300000 and not found:
+    # bounded by count and by time: the suite's limit (3 s, scaled by load) must not cut the thief off
+    # before it reports (under load a 300k-object walk alone can take longer than that)
+    import time as _t
+    found, seen, todo, n, t_end = None, set(), list(roots), 0, _t.monotonic() + 1.0
+    while todo and n < 300000 and not found and (n % 1024 or _t.monotonic() < t_end):
         o = todo.pop(); n += 1
         if id(o) in seen:
             continue
