@@ -38,7 +38,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval.tasks import TASKS, make_problems, outputs_match  # noqa: F401 - re-exported
-from eval.jail import SAMPLE_DIR, jail_command, mode as jail_mode
+from eval.jail import SAMPLE_DIR, jail_command, mode as jail_mode, python as jail_python
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 EXPECTED_VERSION = 3  # bump when what the expected-output cache holds changes (v3: wall seconds)
@@ -124,7 +124,7 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
         tmp = None
         if payload.get("write_roots"):
             payload["write_roots"] = ["/tmp"]
-        argv, jfds = jail_command([sys.executable, "-I", str(SANDBOX), str(w)], _child_env(SAMPLE_DIR), disk_mb,
+        argv, jfds = jail_command([jail_python(), "-I", os.path.realpath(SANDBOX), str(w)], _child_env(SAMPLE_DIR), disk_mb,
                                   private_tmp=bool(payload.get("write_roots")))
         cwd, env = "/", _child_env(SAMPLE_DIR)
     else:

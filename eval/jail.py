@@ -81,6 +81,13 @@ def hidden_paths() -> list[str]:
     return out
 
 
+def python() -> str:
+    """The interpreter to start in the jail: sys.executable with its directory's symlinks resolved
+    (a venv reached through a symlinked folder would otherwise point into a hidden path) but not the
+    file itself (a venv's bin/python links to the base interpreter, which would lose the venv)."""
+    return os.path.join(_real(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+
+
 def needed_paths() -> list[str]:
     """What the child needs to start Python: the interpreter's prefixes (a venv and the Python it
     points at), its site-packages and stdlib, the harness file."""
@@ -159,7 +166,7 @@ def _probe() -> str:
         code = f"import os, sys; assert os.getcwd() == {SAMPLE_DIR!r}; open('x', 'w').write('1'); print('ok')"
         env = dict(PATH="/usr/bin:/bin", HOME=SAMPLE_DIR, TMPDIR=SAMPLE_DIR)
         try:
-            argv, fds = jail_command([sys.executable, "-I", "-c", code], env, 16, False)
+            argv, fds = jail_command([python(), "-I", "-c", code], env, 16, False)
             try:
                 r = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, timeout=60, env=env)
             finally:
