@@ -51,6 +51,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zlib
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -108,6 +109,8 @@ class SynthConfig:
     max_tokens: int = 4096          # above nearly every whole file: a cut-off answer is rejected
     temperature: float = 0.7
     top_p: float = 0.95
+    sampling_seed: int | None = None  # sent as each request's `seed` (+ a hash of the seed id): a rerun
+                                      # samples the same answers from a server that honours it (vLLM does)
     # client
     concurrency: int = 128          # requests in flight: a vLLM server batches up to --max-num-seqs (256)
     timeout: float = 1800.0         # seconds per request: the server's queue + a whole unstreamed answer
@@ -129,6 +132,8 @@ class SynthConfig:
                 "model": self.model, "chat": self.chat, "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "top_p": self.top_p,
                 "seed_max_chars": self.seed_max_chars, "seed_max_tokens": self.seed_max_tokens}
+        if self.sampling_seed is not None:  # absent when unset: older runs keep their fingerprint
+            keys["sampling_seed"] = self.sampling_seed
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -209,6 +214,8 @@ def build_request(seed: dict, seed_text: str, cfg: SynthConfig) -> dict:
                                     seed=seed_text.rstrip("\n"))
     body = {"model": cfg.model, "max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
             "top_p": cfg.top_p}
+    if cfg.sampling_seed is not None:
+        body["seed"] = (cfg.sampling_seed + zlib.crc32(str(seed.get("id", "")).encode())) % 2**31
     if cfg.chat:
         body["messages"] = [{"role": "user", "content": prompt}]
         return body
@@ -897,6 +904,8 @@ def main(argv=None):
     ap.add_argument("--max-tokens", type=int, default=d.max_tokens, help="answer length limit (--bench: 64)")
     ap.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature (0: greedy)")
     ap.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass")
+    ap.add_argument("--sampling-seed", type=int, default=None,
+                    help="reproducible sampling: request seed = this + crc32(seed id) (default: unseeded)")
     ap.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
     ap.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request")
     ap.add_argument("--max-retries", type=int, default=d.max_retries, help="retries on 429/5xx/timeouts/resets")
@@ -921,6 +930,7 @@ def main(argv=None):
     cfg = SynthConfig(python_share=args.python_share, seed_max_chars=args.seed_max_chars,
                       seed_max_tokens=args.seed_max_tokens, model=args.model, chat=args.chat,
                       max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                      sampling_seed=args.sampling_seed,
                       concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries,
                       backoff_base=args.backoff_base, backoff_max=args.backoff_max,
                       min_chars=args.min_chars, max_chars=args.max_chars, keep_truncated=args.keep_truncated)

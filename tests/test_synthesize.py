@@ -291,11 +291,13 @@ def test_end_to_end_with_sample_server(tmp_path, tiny_tokenizer_path):
         out = tmp_path / "p3" / "synthetic.jsonl"
         for mode in ("--completions", "--chat"):
             syn.main(["--seeds", str(seeds_dir), "--api-base", base, "--out", str(out), mode, "--limit", "6",
-                      "--max-tokens", "24", "--concurrency", "3", "--no-progress"])
+                      "--max-tokens", "24", "--concurrency", "3", "--no-progress", "--sampling-seed", "0"])
         recs = syn.load_records(out)
         # 6 seeds x 2 settings (fingerprints), each answered once by the real model
         assert len(recs) == len({r["key"] for r in recs}) == 12
         assert len({r["fingerprint"] for r in recs}) == 2
+        # seeded sampling (the server honours `seed`): a random model that drew its end token first
+        # would answer with 0 tokens, and unseeded that happened once in a CI run
         assert all(r["status"] == "ok" and r["usage"]["completion_tokens"] > 0 for r in recs)
         assert len({r["model"] for r in recs}) == 1 and recs[0]["model"]  # from the server's /v1/models
         assert sum(r["language"] == "Python" for r in recs) == 6  # 50% of 6 seeds, twice
@@ -455,3 +457,12 @@ def test_postprocess_array_tasks_and_rerun(tmp_path, capsys):
     with pytest.raises(SystemExit):
         syn.main(["--out", str(out), "--task", "0", "--seeds", "x", "--api-base", "http://127.0.0.1:9/v1"])
     assert "use it with --post-only" in capsys.readouterr().err
+
+
+def test_sampling_seed_is_per_seed_and_in_the_fingerprint():
+    cfg = syn.SynthConfig(sampling_seed=7)
+    a, b = {"id": "a", "content": "x"}, {"id": "b", "content": "x"}
+    sa, sb = syn.build_request(a, "x", cfg)["seed"], syn.build_request(b, "x", cfg)["seed"]
+    assert sa != sb and sa == syn.build_request(a, "x", cfg)["seed"]
+    assert "seed" not in syn.build_request(a, "x", syn.SynthConfig())
+    assert len({syn.SynthConfig().fingerprint(), cfg.fingerprint(), syn.SynthConfig(sampling_seed=8).fingerprint()}) == 3
