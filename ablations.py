@@ -128,7 +128,9 @@ def run_ablations(out: Path, sz, tables: str = "3,4,5,6", seeds: int = 2, timing
         # random control at exactly the annotator arm's tokens per language
         # Table 4's repetition (4x) selects with every annotator at once, so its arms share the budgets
         scored = [a for a in ANNOTATORS if k == 4 and "4" in tables or a == "annotator"]
-        name = f"select-{k}x-s{seed}"
+        # the name says which annotators scored it: a --tables 5 run (one annotator) and a later
+        # --tables 4 on the same --out (three) must not share a selection dir
+        name = f"select-{k}x-{len(scored)}ann-s{seed}"
         d = A / "data" / name
         cmd = [PY, "-m", "prepare.phase2", "--docs", docs, "--scores", *[score_dir(a) for a in scored], "--select", "all",
                "--tokenizer", tok, "--budget-tokens", total // k, "--epochs", k, "--seed", seed,

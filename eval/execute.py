@@ -241,8 +241,6 @@ def expected_job(problem: dict, limits: Limits):
     if problem["kind"] == "diff":
         groups = [dict(kind="inputs", inputs=_input_blobs(problem, g), limits=[scale * 60.0] * len(problem[g + "_input"]),
                        fatal=False, not_none=_not_none(problem)) for g in ("base", "plus")]
-    elif problem["kind"] == "check":
-        groups = [dict(kind="check", test=problem["test"], limit=scale * 120.0)]
     else:
         groups = [dict(kind="unittest", test=problem["test"], limit=scale * 600.0)]
     payload = dict(mode="func" if problem["kind"] != "unittest" else "unittest", code=problem["canonical"],
@@ -253,7 +251,9 @@ def expected_job(problem: dict, limits: Limits):
                    write_roots=_write_roots(problem), disk_mb=limits.disk_mb)
     msgs, info = run_sandboxed(payload, progress_limit=scale * (120.0 if problem["kind"] == "diff" else 660.0),
                                total_limit=scale * 1800.0)
-    rec = dict(errors=[], seconds=info["seconds"])
+    # the times are wall seconds at this load: stored with its factor, so that a later run (another
+    # load) scales limits from the idle-machine time, not from this run's
+    rec = dict(errors=[], seconds=info["seconds"], load_scale=scale)
     if problem["kind"] == "diff":
         for gi, g in enumerate(("base", "plus")):
             n = len(problem[g + "_input"])
@@ -396,7 +396,7 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         groups, glimits = [], []
         scale = load_scale()
         for g in gnames:
-            lim = [scale * _limit(t, limits) for t in exp[g + "_time"]]
+            lim = [scale * _limit(t / exp.get("load_scale", 1.0), limits) for t in exp[g + "_time"]]
             glimits.append(lim)
             cap = scale * (min(limits.cap, sum(lim) / scale) + 1.0)  # EvalPlus: min(60, sum of limits) + 1 per group
             groups.append(dict(kind="inputs", inputs=_input_blobs(p, g), limits=lim, fatal=True, not_none=_not_none(p),
@@ -443,28 +443,8 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         status = "pass" if passed else ("timeout" if any("T" in verdicts[g] for g in gnames) else
                                         "error" if load_err or not loaded else "fail")
         v.update(status=status, passed=passed, verdicts={g: "".join(verdicts[g]) for g in gnames})
-    elif p["kind"] == "check":
-        t = exp["time"] if exp else 1.0
-        lim = load_scale() * min(limits.sample_cap, max(limits.floor * 5, limits.factor * t))
-        msgs, info = run_sandboxed(dict(common, groups=[dict(kind="check", test=p["test"], limit=lim)],
-                                        cpu_s=lim + load + 5.0), 3 * (lim + load) + 10.0,
-                                   3 * (lim + load) + 15.0)
-        r = next((m for m in msgs if m[0] == "R"), None)
-        load_err = next((m[1] for m in msgs if m[0] == "L"), None)
-        done = info["finished"]
-        passed = r is not None and r[3] == "ok" and done
-        first = {}
-        if load_err is not None:
-            first = dict(group="load", error=load_err[-1500:])
-        elif r is None or r[3] != "ok":
-            first = dict(group="check", error=(str(r[4] or r[3]) if r else _why(msgs, info))[-1500:])
-        elif not done:
-            first = dict(group="exit", error=_why(msgs, info))
-        status = "pass" if passed else ("timeout" if (r and r[3] == "timeout") or info["killed"] else
-                                        "error" if load_err else "fail")
-        v.update(status=status, passed=passed, verdicts={"check": "." if passed else ("T" if status == "timeout" else "F")})
     else:  # unittest
-        t = exp["time"] if exp and not exp["errors"] else None
+        t = exp["time"] / exp.get("load_scale", 1.0) if exp and not exp["errors"] else None
         lim = load_scale() * (limits.bcb_default if t is None else
                               min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t)))
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),

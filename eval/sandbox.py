@@ -1096,26 +1096,6 @@ def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False, cap=None):
     return True
 
 
-def run_check(out, g, ns, fn, test_code, limit):
-    """HumanEval's own check(candidate): the candidate is wrapped so that whatever it returns is
-    reduced to builtin types first (an object whose __eq__ always says True cannot pass)."""
-    def candidate(*a, _plain=plain, **k):  # bound now: the sample may rebind this module's globals
-        return _plain(fn(*a, **k))
-    t0 = _cpu()
-    try:
-        _arm(limit)
-        try:
-            exec(compile(test_code, "<test>", "exec"), ns)
-            ns["check"](candidate)
-        finally:
-            _disarm()
-        out.send(("R", g, 0, "ok", None, _cpu() - t0), force=True)
-    except SandboxTimeout:
-        out.send(("R", g, 0, "timeout", None, _cpu() - t0), force=True)
-    except BaseException:  # noqa: B036
-        out.send(("R", g, 0, "err", short_tb(), _cpu() - t0), force=True)
-
-
 def _read_payload():
     """All of stdin, unbuffered (nothing of it stays in a buffer the program could peek at); then
     stdin becomes /dev/null."""
@@ -1193,8 +1173,6 @@ def main():
             if not run_inputs(out, g, fn, grp["inputs"], grp["limits"], grp["fatal"], grp.get("not_none", False),
                               grp.get("cap")):
                 break
-        elif kind == "check":
-            run_check(out, g, ns, fn, grp["test"], grp["limit"])
         elif kind == "unittest":
             _SOURCES["test.py"] = grp["test"].splitlines()
             try:

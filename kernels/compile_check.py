@@ -59,7 +59,7 @@ def specs(head_dims=(64, 128)):
     for kernel, flag in (("_rmsnorm_fwd", "HAS_RESIDUAL"), ("_rmsnorm_bwd", "HAS_DH")):
         out.append((f"rmsnorm.{kernel} N=2048 warps={warps}", "kernels.rmsnorm", kernel, norm_types,
                     {flag: True, "BLOCK_N": block_n}, warps, 3))
-    ce_types = {"LOGITS": "*bf16", "TARGETS": "*i64", "LOSS": "*fp32", "INV_N": "*fp32"}
+    ce_types = {"LOGITS": "*bf16", "TARGETS": "*i64", "LOSS": "*fp32"}
     out.append(("cross_entropy._ce_rows V=64000 BLOCK_V=4096 warps=8", "kernels.cross_entropy", "_ce_rows", ce_types,
                 {"WRITE_GRAD": True, "BLOCK_V": 4096}, 8, 3))
     # RoPE on the 1.3B model's q (16 heads, seq 8192); INVERSE=True is the backward

@@ -243,3 +243,29 @@ def test_group_cap_fails_a_slow_sleeper(hep):
     assert v["status"] == "timeout" and v["passed"] is False, v
     assert "T" in v["verdicts"]["base"] + v["verdicts"]["plus"] and "F" not in v["verdicts"]["plus"], v
     assert time.time() - t0 < 90  # the caps (scaled by the load average) end it, not 100+ sleeps
+
+
+def test_cached_canonical_times_are_per_idle_machine(hep, tmp_path, monkeypatch):
+    """The expected-output cache stores the canonical's wall times with the load factor of the run
+    that measured them; limits come from time / factor. A record measured at factor 4 with 1 s per
+    input means 0.25 s idle: the limit is the 1 s floor and a 1.5 s call times out, where the same
+    record taken as measured idle (factor 1) gives 4 s and passes."""
+    import marshal
+    import eval.execute as ex
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ex, "load_scale", lambda: 1.0)
+    p = dict(hep["HumanEval/0"])
+    rec = ex.expected_job(p, Limits())
+    assert not rec["errors"] and rec["load_scale"] == 1.0
+    body = p["canonical"].replace(p["entry_point"], "_real", 1)
+    prog = body + (f"\nimport time\n_slow = [1.5]\ndef {p['entry_point']}(*a):\n"
+                   "    if _slow:\n        time.sleep(_slow.pop())\n    return _real(*a)\n")
+    status = {}
+    for factor in (4.0, 1.0):
+        rec.update(load_scale=factor, base_time=[1.0] * len(rec["base"]))
+        path = ex._expected_path(p)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(marshal.dumps(rec))
+        v, = run_jobs([Job(p, prog)])
+        status[factor] = v["status"]
+    assert status == {4.0: "timeout", 1.0: "pass"}, status

@@ -90,6 +90,6 @@ def test_ablations_produce_every_table(quick_run):
     assert set(aucs) == {"annotator", "annotator HQ", "annotator INS"} and all(0 <= v <= 1 for v in aucs.values())
     assert "## Fig. 2" in report
     # the annotators' arms hold the same tokens per language as each other (one selection run, 4x)
-    sel = json.loads((out / "ablations" / "data" / "select-4x-s1337" / "arms.json").read_text())
+    sel = json.loads((out / "ablations" / "data" / "select-4x-3ann-s1337" / "arms.json").read_text())
     assert {"annotator", "annotator-hq", "annotator-ins", "random"} <= set(sel)
     assert (out / "ablations" / "ablations.png").read_bytes()[:4] == b"\x89PNG"
