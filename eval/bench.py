@@ -207,6 +207,41 @@ def cause(row, v, e, which, scale="1.0") -> str:
     return "not classified: see ours_failure and evalplus_fail_input"
 
 
+# EvalPlus's own check of single samples, run in its venv against the expected outputs its parity
+# run cached (the parent holds all of them, as evalplus.evaluate's does), once with its default
+# 4 GB address-space limit and once with the limit lifted: {"task_id #sample": [default, lifted]}
+EP_PROBE = r"""
+import glob, json, os, pickle, sys
+from evalplus.data import get_human_eval_plus, get_mbpp_plus
+from evalplus.evaluate import check_correctness
+dataset, cache, rows = sys.argv[1], sys.argv[2], json.load(sys.stdin)
+probs = get_human_eval_plus() if dataset == "humaneval" else get_mbpp_plus()
+exp = pickle.load(open(glob.glob(os.path.join(cache, "evalplus", "*.pkl"))[0], "rb"))
+out = {}
+for r in rows:
+    p = probs[r["task_id"]]
+    res = check_correctness(dataset, 0, p, r["solution"], exp[r["task_id"]])
+    out[r["key"]] = [res["base"][0], res["plus"][0]]
+print(json.dumps(out))
+"""
+
+
+def evalplus_alone(py, task, rows, cache: Path, data_env) -> dict:
+    """EvalPlus's verdicts on `rows`, judged again one at a time on an otherwise idle judge, with its
+    4 GB memory limit and without it: {key: {"default": [base, plus], "no_memory_limit": [...]}}."""
+    out = {}
+    for name, extra in (("default", {}), ("no_memory_limit", {"EVALPLUS_MAX_MEMORY_BYTES": "-1"})):
+        env = dict(os.environ, XDG_CACHE_HOME=str(cache), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1",
+                   **data_env, **extra)
+        r = subprocess.run([py, "-c", EP_PROBE, EP_NAME[task], str(cache)], input=json.dumps(rows), env=env,
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"bench: the EvalPlus probe failed:\n{r.stderr[-2000:]}")
+        for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items():
+            out.setdefault(k, {})[name] = v
+    return out
+
+
 def rejudge_unscaled(task, rows, cache: Path, workers, data=None) -> dict:
     """Our verdicts on `rows` with the wall-clock limits exactly EvalPlus's (the load factor forced
     to 1), in this process; {(task_id, sample): verdict}."""
@@ -290,6 +325,26 @@ def parity(n, seed, workers, out: Path, tasks, data=None, unscaled=False):
                 same = ok == (x["evalplus"] == "pass")
                 x["cause"] += (f"; judged again with the load factor forced to 1, ours says {'pass' if ok else 'fail'}"
                                f"{', as EvalPlus' if same else ', still not EvalPlus'}")
+        loose = [x for x in report["disagreements"] if x["task"] == task and x["cause"].startswith("not classified")]
+        if loose:  # EvalPlus again on each alone: a verdict it does not repeat, or one its memory limit makes
+            keyed = {f"{x['task_id']} #{x['sample']}": x for x in loose}
+            sols = {(r["task_id"], r["sample"]): r["solution"] for r in rows}
+            again = evalplus_alone(py, task, [dict(key=k, task_id=x["task_id"], solution=sols[(x["task_id"], x["sample"])])
+                                              for k, x in keyed.items()], d / "ep-cache", data_env)
+            for k, x in keyed.items():
+                a, b = again[k]["default"], again[k]["no_memory_limit"]
+                ours_pass = x["ours"] == "pass"
+                ep_pass = (lambda v: v[0] == "pass" and (x["verdict"] == "base" or v[1] == "pass"))
+                if ep_pass(a) == ours_pass:
+                    x["cause"] = (f"EvalPlus alone on an idle judge says base {a[0]}, plus {a[1]}, as ours: its verdict "
+                                  "in the parity run (both judges at once, load up to 2 x cores) was a time limit hit "
+                                  "under load (EvalPlus reports a per-input timeout as 'fail')")
+                elif ep_pass(b) == ours_pass:
+                    x["cause"] = (f"EvalPlus's 4 GB address-space limit (RLIMIT_AS) is set in a child forked from a "
+                                  f"parent that holds every task's expected outputs: with it, base {a[0]}, plus {a[1]}; "
+                                  f"lifted, base {b[0]}, plus {b[1]}, as ours (our child holds one task's inputs)")
+                else:
+                    x["cause"] += f"; EvalPlus alone: base {a[0]}, plus {a[1]}; memory limit lifted: base {b[0]}, plus {b[1]}"
         kinds = Counter(r["kind"] for r in rows)
         passed = Counter(r["kind"] for r in rows if evalplus_base_plus(res["eval"][r["task_id"]][r["sample"]])[1])
         report["tasks"][task] = dict(samples=len(rows), agree_base=agree["base"], agree_plus=agree["plus"],
