@@ -101,6 +101,7 @@ This file imports nothing from the project on purpose.
 """
 import builtins
 import io
+import itertools
 import marshal
 import os
 import resource
@@ -115,6 +116,12 @@ _setitimer, _ITIMER_REAL, _ITIMER_PROF = signal.setitimer, signal.ITIMER_REAL, s
 _cpu = time.process_time
 _exc_info, _format_exc, _type, _isinstance = sys.exc_info, traceback.format_exception, type, isinstance
 _SCALARS = (int, float, str, bool, type(None), complex, bytes)
+_SCALAR_SET, _set, _map, _flat = frozenset(_SCALARS), set, map, itertools.chain.from_iterable
+
+
+def _all_scalars(xs) -> bool:
+    """Every item's exact type a builtin scalar, checked at C speed (map and set, no Python loop)."""
+    return _set(_map(_type, xs)) <= _SCALAR_SET
 
 
 class SandboxTimeout(BaseException):
@@ -179,7 +186,11 @@ def plain(x, depth=0):
     if depth > 100:
         raise TypeError("output nested deeper than 100")
     if t is list or t is tuple:
-        if all(_type(v) in _SCALARS for v in x):
+        if _all_scalars(x):
+            return x
+        # a table (rows of exact lists/tuples of scalars: 1.7M rows in MBPP+'s largest answer) is
+        # checked in one C pass instead of a Python call per row
+        if _set(_map(_type, x)) <= {list, tuple} and _all_scalars(_flat(x)):
             return x
         out = [plain(v, depth + 1) for v in x]
         return out if t is list else tuple(out)
