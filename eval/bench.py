@@ -333,13 +333,14 @@ def parity(n, seed, workers, out: Path, tasks, data=None, unscaled=False):
                                               for k, x in keyed.items()], d / "ep-cache", data_env)
             for k, x in keyed.items():
                 a, b = again[k]["default"], again[k]["no_memory_limit"]
-                ours_pass = x["ours"] == "pass"
-                ep_pass = (lambda v: v[0] == "pass" and (x["verdict"] == "base" or v[1] == "pass"))
-                if ep_pass(a) == ours_pass:
+                ours_pass, which = x["ours"] == "pass", x["verdict"] == "plus"
+                a_pass = evalplus_base_plus(dict(base_status=a[0], plus_status=a[1]))[which]
+                b_pass = evalplus_base_plus(dict(base_status=b[0], plus_status=b[1]))[which]
+                if a_pass == ours_pass:
                     x["cause"] = (f"EvalPlus alone on an idle judge says base {a[0]}, plus {a[1]}, as ours: its verdict "
-                                  "in the parity run (both judges at once, load up to 2 x cores) was a time limit hit "
-                                  "under load (EvalPlus reports a per-input timeout as 'fail')")
-                elif ep_pass(b) == ours_pass:
+                                  "in the parity run (both judges at once) does not repeat; likely a time limit hit "
+                                  "under that run's load (EvalPlus reports a per-input timeout as 'fail')")
+                elif b_pass == ours_pass:
                     x["cause"] = (f"EvalPlus's 4 GB address-space limit (RLIMIT_AS) is set in a child forked from a "
                                   f"parent that holds every task's expected outputs: with it, base {a[0]}, plus {a[1]}; "
                                   f"lifted, base {b[0]}, plus {b[1]}, as ours (our child holds one task's inputs)")

@@ -119,11 +119,6 @@ _SCALARS = (int, float, str, bool, type(None), complex, bytes)
 _SCALAR_SET, _set, _map, _flat = frozenset(_SCALARS), set, map, itertools.chain.from_iterable
 
 
-def _all_scalars(xs) -> bool:
-    """Every item's exact type a builtin scalar, checked at C speed (map and set, no Python loop)."""
-    return _set(_map(_type, xs)) <= _SCALAR_SET
-
-
 class SandboxTimeout(BaseException):
     """Raised by the per-input timer; a BaseException so `except Exception` in a sample cannot eat it."""
 
@@ -186,11 +181,12 @@ def plain(x, depth=0):
     if depth > 100:
         raise TypeError("output nested deeper than 100")
     if t is list or t is tuple:
-        if _all_scalars(x):
+        kinds = _set(_map(_type, x))  # at C speed: no Python loop over the items
+        if kinds <= _SCALAR_SET:
             return x
         # a table (rows of exact lists/tuples of scalars: 1.7M rows in MBPP+'s largest answer) is
         # checked in one C pass instead of a Python call per row
-        if _set(_map(_type, x)) <= {list, tuple} and _all_scalars(_flat(x)):
+        if kinds <= {list, tuple} and _set(_map(_type, _flat(x))) <= _SCALAR_SET:
             return x
         out = [plain(v, depth + 1) for v in x]
         return out if t is list else tuple(out)
