@@ -12,7 +12,15 @@ How a program is judged (each benchmark's file in eval/tasks/ says exactly how):
                       benchmark's outputs_match (EvalPlus's rules for HumanEval(+) and MBPP(+),
                       EvoEval's for EvoEval); the first wrong or failing input ends the sample.
   kind "unittest"     BigCodeBench(-Hard): the task's unittest classes; every test method must pass.
-Comparison happens in this process, which never runs sample code; the child only ships outputs.
+Comparison happens in this process, which never runs sample code; the child only ships outputs,
+each marshalled on its own: bytes equal to the canonical's output are a match without decoding
+where the cache recorded that such an answer matches (not for a NaN, which EvalPlus's == and
+allclose both reject); any other answer is decoded and judged by the benchmark's rule.
+
+Expected outputs: the canonical solutions of the differential-testing benchmarks run in batches,
+several to one sandbox process (trusted code, as EvalPlus runs all of them in its own process),
+on the same pool as the samples and with no barrier between the two: a problem's samples are
+queued as soon as its canonical has run (see _schedule). A model's sample always runs alone.
 
 Time limits (EvalPlus's scheme): per input max(floor, factor * canonical time), capped; the sample
 as a whole is capped too. The child enforces per-input limits with a timer, and this process kills
@@ -20,6 +28,7 @@ the child's whole process group when it makes no progress for longer than that (
 code, a sample that swallows the timer).
 """
 import hashlib
+import heapq
 import marshal
 import os
 import secrets
@@ -31,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +50,7 @@ from eval.tasks import TASKS, make_problems, outputs_match  # noqa: F401 - re-ex
 from eval.jail import SAMPLE_DIR, jail_command, mode as jail_mode, python as jail_python
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
-EXPECTED_VERSION = 3  # bump when what the expected-output cache holds changes (v3: wall seconds)
+EXPECTED_VERSION = 4  # bump when what the expected-output cache holds changes (v3: wall seconds, v4: outputs as bytes)
 
 
 @dataclass
@@ -102,7 +111,7 @@ def _child_env(tmp):
     return env
 
 
-_SHAPES = {"R": 6, "T": 6, "L": 2, "S": 2, "D": 3}  # message kind -> tuple length
+_SHAPES = {"R": 6, "T": 6, "L": 2, "S": 2, "D": 3, "P": 2}  # message kind -> tuple length
 
 
 def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_message=None, jail=None,
@@ -234,43 +243,53 @@ def _input_blobs(problem, group):
     return problem[key]
 
 
-def expected_job(problem: dict, limits: Limits):
-    """Run the canonical solution once, recording outputs and times. Returns the record to cache."""
-    # generous fixed limits (the canonical is trusted), stretched on a loaded machine like the samples'
-    scale = load_scale()
+def _expected_program(problem, limits, scale):
+    """The payload that runs a canonical solution once for its outputs and times: generous fixed
+    limits (the canonical is trusted), stretched on a loaded machine like the samples'."""
     if problem["kind"] == "diff":
         groups = [dict(kind="inputs", inputs=_input_blobs(problem, g), limits=[scale * 60.0] * len(problem[g + "_input"]),
                        fatal=False, not_none=_not_none(problem)) for g in ("base", "plus")]
     else:
         groups = [dict(kind="unittest", test=problem["test"], limit=scale * 600.0)]
-    payload = dict(mode="func" if problem["kind"] != "unittest" else "unittest", code=problem["canonical"],
-                   entry_point=problem["entry_point"], groups=groups, memory_mb=limits.memory_mb,
-                   fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=scale * 60.0,
-                   allow_procs=problem["kind"] == "unittest", max_procs=limits.max_procs,
-                   module_name="__test__" if problem["kind"] == "unittest" else "solution",
-                   write_roots=_write_roots(problem), disk_mb=limits.disk_mb)
-    msgs, info = run_sandboxed(payload, progress_limit=scale * (120.0 if problem["kind"] == "diff" else 660.0),
-                               total_limit=scale * 1800.0)
-    # the times are wall seconds at this load: stored with its factor, so that a later run (another
-    # load) scales limits from the idle-machine time, not from this run's
-    rec = dict(errors=[], seconds=info["seconds"], load_scale=scale)
+    return dict(mode="func" if problem["kind"] != "unittest" else "unittest", code=problem["canonical"],
+                entry_point=problem["entry_point"], groups=groups, memory_mb=limits.memory_mb,
+                fsize_mb=limits.fsize_mb, nproc=limits.nproc, load_limit=scale * 60.0,
+                allow_procs=problem["kind"] == "unittest", max_procs=limits.max_procs,
+                module_name="__test__" if problem["kind"] == "unittest" else "solution",
+                write_roots=_write_roots(problem), disk_mb=limits.disk_mb)
+
+
+def _expected_record(problem, msgs, info, limits, scale, seconds):
+    """The record to cache from one canonical's messages (group indices local to it). The times are
+    wall seconds at this load: stored with its factor, so that a later run (another load) scales
+    limits from the idle-machine time, not from this run's."""
+    rec = dict(errors=[], seconds=seconds, load_scale=scale)
     if problem["kind"] == "diff":
+        rec["errors"] += [f"did not load: {m[1][-300:]}" for m in msgs if m[0] == "L"]
         for gi, g in enumerate(("base", "plus")):
             n = len(problem[g + "_input"])
             outs, times = [None] * n, [limits.cap] * n
             got = 0
+            same = [False] * n
             for m in msgs:
                 if m[0] == "R" and m[1] == gi:
                     _, _, i, status, val, dt = m
                     times[i] = dt
                     got += 1
                     if status == "ok":
-                        outs[i] = val
+                        outs[i] = val  # marshalled, as the child sent it
+                        # does an output with these very bytes match? (not when it holds a NaN, or
+                        # where the task's oracle says otherwise): then equal bytes need no decoding
+                        try:
+                            same[i] = bool(outputs_match(marshal.loads(val), marshal.loads(val), problem,
+                                                         problem[g + "_input"][i]))
+                        except Exception:
+                            pass
                     else:
                         rec["errors"].append(f"{g}[{i}]: {status}: {str(val)[-300:]}")
             if got < n:
                 rec["errors"].append(f"{g}: only {got}/{n} inputs ran ({_why(msgs, info)})")
-            rec[g], rec[g + "_time"] = outs, times
+            rec[g], rec[g + "_time"], rec[g + "_same"] = outs, times, same
     else:
         ok = info["finished"]
         bad = [m for m in msgs if (m[0] == "R" and m[3] != "ok") or (m[0] == "T" and m[3] != "ok") or m[0] == "L"]
@@ -280,6 +299,56 @@ def expected_job(problem: dict, limits: Limits):
             rec["errors"].append(f"did not finish ({_why(msgs, info)})")
         rec["time"] = info["seconds"]
     return rec
+
+
+def expected_job(problem: dict, limits: Limits):
+    """Run the canonical solution once, alone in its sandbox, recording outputs and times. Returns
+    the record to cache."""
+    scale = load_scale()
+    payload = _expected_program(problem, limits, scale)
+    msgs, info = run_sandboxed(payload, progress_limit=scale * (120.0 if problem["kind"] == "diff" else 660.0),
+                               total_limit=scale * 1800.0)
+    return _expected_record(problem, msgs, info, limits, scale, info["seconds"])
+
+
+def expected_batch(problems: list[dict], limits: Limits) -> list:
+    """The canonical solutions of several differential-testing problems run one after another in one
+    sandbox process (a fresh module each), as EvalPlus computes all its expected outputs in one
+    process: a process start costs more than most canonicals' whole run. Trusted code only: a
+    model's sample always gets a process of its own. Returns a record per problem, or None for
+    one the process did not finish (it died or was killed there: rerun it alone)."""
+    scale = load_scale()
+    progs = [_expected_program(p, limits, scale) for p in problems]
+    common = {k: v for k, v in progs[0].items() if k not in ("code", "entry_point", "groups", "load_limit")}
+    payload = dict(common, mode="batch", programs=[{k: pr[k] for k in ("mode", "code", "entry_point", "groups",
+                                                                        "load_limit", "module_name")} for pr in progs])
+    marks = []  # (index of the program's first message, arrival time) per "P" message
+
+    def on_message(m):
+        if m[0] == "P":
+            if m[1] != len(marks):
+                raise ValueError("program marks out of order")
+            marks.append((n_seen[0] + 1, time.monotonic()))
+        n_seen[0] += 1
+        return False
+    n_seen = [0]
+    msgs, info = run_sandboxed(payload, progress_limit=scale * 120.0, total_limit=scale * 1800.0 * len(problems),
+                               on_message=on_message)
+    end = time.monotonic()
+    out, g0 = [], 0
+    for k, p in enumerate(problems):
+        ng = len(progs[k]["groups"])
+        # finished: the next program started, or the whole batch ran to its end
+        if k < len(marks) and (k + 1 < len(marks) or info["finished"]):
+            lo = marks[k][0]
+            hi = marks[k + 1][0] - 1 if k + 1 < len(marks) else len(msgs)
+            own = [(m[0], m[1] - g0, *m[2:]) if m[0] == "R" else m for m in msgs[lo:hi]]
+            t1 = marks[k + 1][1] if k + 1 < len(marks) else end
+            out.append(_expected_record(p, own, dict(info, finished=True, killed=None), limits, scale, t1 - marks[k][1]))
+        else:
+            out.append(None)
+        g0 += ng
+    return out
 
 
 def _why(msgs, info):
@@ -302,31 +371,98 @@ def load_expected(problem):
     return marshal.loads(p.read_bytes()) if p.exists() else None
 
 
+def _store_expected(p, rec):
+    path = _expected_path(p)
+    if rec["errors"] and p["kind"] == "diff":
+        # a canonical that failed an input (killed on a loaded machine, say) would make every
+        # later run judge against a hole: use it in this run, say so, and recompute next time
+        print(f"expected outputs: {p['task_id']}: canonical failed ({rec['errors'][0][:200]}); "
+              "not cached, recomputed on the next run", file=sys.stderr)
+        _UNCACHED[path] = rec
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(marshal.dumps(rec))
+    tmp.replace(path)
+
+
+def _needs_expected(p) -> bool:
+    return not _expected_path(p).exists() and _expected_path(p) not in _UNCACHED and not missing_modules(p)
+
+
+def _expected_work(todo: list[dict], workers: int) -> list[list[dict]]:
+    """The canonicals to run, as batches for one sandbox process each: differential-testing ones in
+    about 6 batches per worker (enough to keep every worker busy to the end), BigCodeBench ones
+    alone (their tests start processes and write /tmp)."""
+    diff = [p for p in todo if p["kind"] == "diff"]
+    n = max(1, min(len(diff), 6 * workers))
+    size = -(-len(diff) // n) if diff else 1
+    return [diff[i:i + size] for i in range(0, len(diff), size)] + [[p] for p in todo if p["kind"] != "diff"]
+
+
+def _expected_records(batch, limits):
+    return expected_batch(batch, limits) if len(batch) > 1 else [expected_job(batch[0], limits)]
+
+
+def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_result, desc: str) -> list:
+    """Compute the expected outputs `todo` needs and judge `jobs`, on one pool of `workers` threads
+    with no barrier between the two: a problem's samples are queued as soon as its canonical has
+    run, longest canonical first (longest-processing-time order, from the canonical's own time),
+    and wait only behind the canonicals still to run (they unlock more work)."""
+    pending = [j for j in jobs if id(j.problem) in {id(p) for p in todo}]
+    waiting = {}
+    for j in pending:
+        waiting.setdefault(id(j.problem), []).append(j)
+    ready, seq = [], 0  # heap of (-canonical seconds, order, job)
+
+    def queue(js, seconds=0.0):  # cached before this run: in the order given
+        nonlocal seq
+        for j in js:
+            heapq.heappush(ready, (-seconds, seq, j))
+            seq += 1
+    queue([j for j in jobs if id(j.problem) not in waiting])
+    work = _expected_work(todo, workers)
+    out, inflight = [], {}
+    bar = tqdm(total=len(jobs) + len(todo), desc=desc, leave=False)
+    with ThreadPoolExecutor(workers) as ex:
+        while work or ready or inflight:
+            while len(inflight) < workers and (work or ready):
+                if work:  # canonicals first: each one unlocks its samples
+                    batch = work.pop(0)
+                    inflight[ex.submit(_expected_records, batch, limits)] = ("expected", batch)
+                else:
+                    j = heapq.heappop(ready)[2]
+                    inflight[ex.submit(judge, j, limits)] = ("judge", j)
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for f in done:
+                kind, what = inflight.pop(f)
+                if kind == "judge":
+                    v = f.result()
+                    out.append(v)
+                    if on_result is not None:
+                        on_result(v)
+                    bar.update(1)
+                    continue
+                lost = []
+                for p, rec in zip(what, f.result()):
+                    if rec is None:  # the batch's process died here or before: not run to its end
+                        lost.append(p)
+                        continue
+                    _store_expected(p, rec)
+                    bar.update(1)
+                    queue(waiting.pop(id(p), []), rec["seconds"])
+                # the one it died on, alone (its own verdict on what went wrong); the rest batched again
+                work[:0] = [lost[:1], lost[1:]] if len(lost) > 1 else [lost] if lost else []
+    bar.close()
+    return out
+
+
 def ensure_expected(problems: list[dict], limits: Limits = None, workers: int = None, desc="expected outputs"):
     """Compute (once; cached on disk under the dataset's md5) what the canonical solutions return
     and how long they take. BigCodeBench tasks with missing modules are left out."""
-    limits = limits or Limits()
-    todo = [p for p in problems if not _expected_path(p).exists() and _expected_path(p) not in _UNCACHED
-            and not missing_modules(p)]
-    if not todo:
-        return
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
-        futs = {ex.submit(expected_job, p, limits): p for p in todo}
-        for f in tqdm(as_completed(futs), total=len(futs), desc=desc, leave=False):
-            p = futs[f]
-            rec = f.result()
-            path = _expected_path(p)
-            if rec["errors"] and p["kind"] == "diff":
-                # a canonical that failed an input (killed on a loaded machine, say) would make every
-                # later run judge against a hole: use it in this run, say so, and recompute next time
-                print(f"expected outputs: {p['task_id']}: canonical failed ({rec['errors'][0][:200]}); "
-                      "not cached, recomputed on the next run", file=sys.stderr)
-                _UNCACHED[path] = rec
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-            tmp.write_bytes(marshal.dumps(rec))
-            tmp.replace(path)
+    todo = [p for p in problems if _needs_expected(p)]
+    if todo:
+        _schedule(todo, [], limits or Limits(), workers or os.cpu_count() or 1, None, desc)
 
 
 # ---------------------------------------------------------------------------- judging one sample
@@ -410,11 +546,15 @@ def _judge(job: Job, limits: Limits = None) -> dict:
             _, gi, i, status, val, dt = m
             g = gnames[gi]
             if status == "ok":
-                ok = outputs_match(val, exp[g][i], p, p[g + "_input"][i])
+                e = exp[g][i]
+                if not (val == e and exp[g + "_same"][i]):  # equal bytes: equal values, known to match
+                    val, e = marshal.loads(val), marshal.loads(e)
+                    ok = outputs_match(val, e, p, p[g + "_input"][i])
+                else:
+                    ok = True
                 verdicts[g][i] = "." if ok else "F"
                 if not ok and not first:
-                    first.update(group=g, index=i, input=_short(p[g + "_input"][i]), expected=_short(exp[g][i]),
-                                 got=_short(val))
+                    first.update(group=g, index=i, input=_short(p[g + "_input"][i]), expected=_short(e), got=_short(val))
                 return not ok  # a wrong output ends the sample (the later groups depend on this one)
             verdicts[g][i] = {"err": "E", "timeout": "T", "type": "X"}.get(status, "E")
             if not first:
@@ -473,23 +613,16 @@ def _judge(job: Job, limits: Limits = None) -> dict:
 
 def run_jobs(jobs: list[Job], limits: Limits = None, workers: int = None, on_result=None, desc="executing",
              time_unittests: bool = True):
-    """Judge every job on a pool of `workers` threads, each driving one sandbox process at a time.
-    `on_result(verdict)` is called in the main thread as each finishes (append it to a file there).
-    time_unittests=False skips timing BigCodeBench canonicals first (their limit is then
-    Limits.bcb_default): what a ground-truth run wants, as it runs the canonicals anyway."""
+    """Judge every job on a pool of `workers` threads, each driving one sandbox process at a time,
+    computing the expected outputs still missing on the same pool (see _schedule). `on_result(verdict)`
+    is called in the main thread as each finishes (append it to a file there). time_unittests=False
+    skips timing BigCodeBench canonicals first (their limit is then Limits.bcb_default): what a
+    ground-truth run wants, as it runs the canonicals anyway."""
     limits = limits or Limits()
     jail_mode()  # probed here, in this thread: SNOWCODER_SANDBOX=bwrap without a working jail stops the run
     probs = list({id(j.problem): j.problem for j in jobs}.values())
-    ensure_expected([p for p in probs if time_unittests or p["kind"] != "unittest"], limits, workers)
-    out = []
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
-        futs = [ex.submit(judge, j, limits) for j in jobs]
-        for f in tqdm(as_completed(futs), total=len(futs), desc=desc, leave=False):
-            v = f.result()
-            out.append(v)
-            if on_result is not None:
-                on_result(v)
-    return out
+    todo = [p for p in probs if (time_unittests or p["kind"] != "unittest") and _needs_expected(p)]
+    return _schedule(todo, jobs, limits, workers or os.cpu_count() or 1, on_result, desc)
 
 
 def program_hash(program: str) -> str:

@@ -10,7 +10,7 @@ disables destructive calls, runs the candidate, and streams one framed message p
 RESULT_FD (4-byte little-endian length + a marshal tuple):
 
     ("R", group, index, status, value, seconds)   status: "ok" (value = the output, builtin types
-                                                  only), "err" (value = a short traceback),
+                                                  only, marshalled), "err" (value = a short traceback),
                                                   "timeout", "type" (an output we will not ship)
     ("T", group, test_name, status, text, seconds)  one unittest method: "ok" | "fail" | "err" |
                                                   "timeout" | "forged" (the program tampered with
@@ -19,6 +19,8 @@ RESULT_FD (4-byte little-endian length + a marshal tuple):
     ("S", seconds)                                 loaded
     ("D", nonce, n)                                ran to the end, after n messages (a sample that exits
                                                    early never sends it; one that injects frames breaks n)
+    ("P", k)                                       mode "batch" only: program k of the payload's list starts
+                                                   (group indices run on across programs)
 
 Differential tests (HumanEval+, MBPP+) compare outputs in the PARENT, which never runs candidate
 code: a sample that patches whatever it finds in this process can still only pass by producing the
@@ -1094,7 +1096,9 @@ def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False, cap=None):
         try:
             if not_none and _type(res) is not bool:  # MBPP+ tasks judged only on "found something"
                 res = res is not None
-            msg = ("R", g, i, "ok", plain(res), dt)
+            # the output marshalled on its own: the parent compares these bytes with the canonical's
+            # first (equal bytes, equal values) and decodes them only when they differ
+            msg = ("R", g, i, "ok", _dumps(plain(res)), dt)
             out.send(msg)
         except BaseException as e:  # noqa: B036
             out.send(("R", g, i, "type", f"{_type(e).__name__}: {e}"[:500], dt), force=True)
@@ -1130,7 +1134,8 @@ def main():
     sys.setrecursionlimit(max(sys.getrecursionlimit(), p.get("recursion", 5000)))
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGPROF, _on_alarm)
-    unit = any(g["kind"] == "unittest" for g in p["groups"])
+    unit = any(g["kind"] == "unittest" for g in p.get("groups", ()))
+    U = base_snap = base = seen = None
     if unit:
         import unittest  # the harness's own imports, done before the guards
         import unittest.mock  # noqa: F401
@@ -1152,13 +1157,30 @@ def main():
             for v in list(getattr(m, "__dict__", {}).values()):
                 if _is_class(v):
                     _PRELOADED[id(v)] = v
+    arm()
+    if p["mode"] == "batch":
+        # trusted code only (the canonical solutions, for their expected outputs): one module each,
+        # one after another in this process, as EvalPlus computes all of its expected outputs in one
+        g0 = 0
+        for k, prog in enumerate(p["programs"]):
+            out.send(("P", k), force=True)
+            run_program(out, prog, tmp, g0, None, None, None, None)
+            g0 += len(prog["groups"])
+    elif not run_program(out, p, tmp, 0, U, base_snap, base, seen):
+        return  # did not load: no final message (the parent sees why in the "L" one)
+    out.final()
+
+
+def run_program(out, p, tmp, g0, U, base_snap, base, seen):
+    """Define one program (a fresh module) and run its groups; group indices in messages start at g0.
+    False when the program did not load."""
+    unit = U is not None
     module = types.ModuleType(p.get("module_name", "solution"))
     module.__dict__.update(__builtins__=builtins, __file__=os.path.join(tmp, "solution.py"))
     sys.modules[module.__name__] = module
     ns = module.__dict__
     _SOURCES["solution.py"] = p["code"].splitlines()
     t0 = _cpu()
-    arm()
     try:
         _arm(p.get("load_limit", 10.0))
         try:
@@ -1167,14 +1189,14 @@ def main():
             _disarm()
     except BaseException:  # noqa: B036
         out.send(("L", short_tb()), force=True)
-        return
+        return False
     fn = ns.get(p["entry_point"]) if p.get("entry_point") and p["mode"] == "func" else None
     if p["mode"] == "func" and not callable(fn):
         out.send(("L", f"NameError: the program does not define {p['entry_point']}()"), force=True)
-        return
+        return False
     load_notes = [f"at load: {n}" for n in _after_program(base_snap, 0, "the program")] if unit else []
     out.send(("S", _cpu() - t0), force=True)  # loaded: the parent resets its progress clock
-    for g, grp in enumerate(p["groups"]):
+    for g, grp in enumerate(p["groups"], g0):
         kind = grp["kind"]
         if kind == "inputs":
             if not run_inputs(out, g, fn, grp["inputs"], grp["limits"], grp["fatal"], grp.get("not_none", False),
@@ -1193,7 +1215,7 @@ def main():
                 continue
             run_unittest(out, g, ns, grp["test"], grp["limit"], p.get("entry_point") or "task_func", base, seen, U,
                          load_notes)
-    out.final()
+    return True
 
 
 def _private_main():

@@ -269,3 +269,63 @@ def test_cached_canonical_times_are_per_idle_machine(hep, tmp_path, monkeypatch)
         v, = run_jobs([Job(p, prog)])
         status[factor] = v["status"]
     assert status == {4.0: "timeout", 1.0: "pass"}, status
+
+
+def _variant(p, task_id, canonical):
+    return dict(p, task_id=task_id, canonical=canonical)
+
+
+def test_expected_batch_is_each_canonical_alone(hep, tmp_path, monkeypatch):
+    """Canonicals batched in one sandbox process give each the record it gets alone (outputs byte
+    for byte, which equal-bytes answers match); one that does not load is reported and the next
+    still runs."""
+    import marshal
+    import eval.execute as ex
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    a, b = hep["HumanEval/0"], hep["HumanEval/12"]
+    broken = _variant(a, "HumanEval/0-broken", "def has_close_elements(numbers, threshold)\n    return 1\n")
+    batch = ex.expected_batch([a, broken, b], Limits())
+    for p, rec in zip([a, b], [batch[0], batch[2]]):
+        alone = ex.expected_job(p, Limits())
+        assert not rec["errors"] and not alone["errors"], (rec["errors"], alone["errors"])
+        for g in ("base", "plus"):
+            assert rec[g] == alone[g] and rec[g + "_same"] == alone[g + "_same"]
+            assert len(rec[g]) == len(p[g + "_input"]) and all(rec[g + "_same"])
+            assert [marshal.loads(x) for x in rec[g]] == [marshal.loads(x) for x in alone[g]]
+        assert 0 < rec["seconds"] < alone["seconds"] + 5
+    assert any("did not load" in e and "SyntaxError" in e for e in batch[1]["errors"]), batch[1]["errors"]
+
+
+def test_a_batch_that_dies_is_rerun(hep, tmp_path, monkeypatch):
+    """The process of a batch dies in one canonical: that one is rerun alone (its failure reported,
+    not cached) and the canonicals after it in a batch of their own, cached as if nothing happened."""
+    import eval.execute as ex
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    first, after = hep["HumanEval/0"], [hep[f"HumanEval/{i}"] for i in (2, 3, 4)]
+    dies = _variant(first, "HumanEval/0-dies", "import os\ndef has_close_elements(numbers, threshold):\n    os._exit(3)\n")
+    probs = [first, dies] + after
+    assert ex.expected_batch(probs, Limits())[1:] == [None] * 4  # nothing after the death is trusted
+    monkeypatch.setattr(ex, "_expected_work", lambda todo, workers: [todo])  # the five in one batch
+    try:
+        ex.ensure_expected(probs, workers=1)
+        assert all(ex._expected_path(p).exists() for p in [first] + after)
+        assert not ex._expected_path(dies).exists()
+        errs = ex.load_expected(dies)["errors"]
+        assert any("only 0/" in e for e in errs), errs
+    finally:
+        ex._UNCACHED.pop(ex._expected_path(dies), None)
+
+
+def test_equal_bytes_still_follow_the_oracle(hep, tmp_path, monkeypatch):
+    """An answer byte for byte the canonical's passes without decoding only where such an answer
+    matches: a NaN does not equal itself for EvalPlus (== then allclose), so a canonical that
+    answers NaN fails everything, itself included, and its own bytes do not pass."""
+    import eval.execute as ex
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    p = _variant(hep["HumanEval/2"], "HumanEval/2-nan", "def truncate_number(number):\n    return float('nan')\n")
+    v, = run_jobs([Job(p, p["canonical"])])
+    assert v["status"] == "fail" and v["first_failure"]["group"] == "base", v
+    rec = ex.load_expected(p)
+    assert not any(rec["base_same"]) and not rec["errors"]
+    ok, = run_jobs([Job(hep["HumanEval/2"], hep["HumanEval/2"]["canonical"])])
+    assert ok["passed"] and all(ex.load_expected(hep["HumanEval/2"])["base_same"])
