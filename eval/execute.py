@@ -322,7 +322,7 @@ def expected_batch(problems: list[dict], limits: Limits) -> list:
     common = {k: v for k, v in progs[0].items() if k not in ("code", "entry_point", "groups", "load_limit")}
     payload = dict(common, mode="batch", programs=[{k: pr[k] for k in ("mode", "code", "entry_point", "groups",
                                                                         "load_limit", "module_name")} for pr in progs])
-    marks = []  # (index of the program's first message, arrival time) per "P" message
+    marks, n_seen = [], [0]  # (index of the program's first message, arrival time) per "P" message
 
     def on_message(m):
         if m[0] == "P":
@@ -331,7 +331,6 @@ def expected_batch(problems: list[dict], limits: Limits) -> list:
             marks.append((n_seen[0] + 1, time.monotonic()))
         n_seen[0] += 1
         return False
-    n_seen = [0]
     msgs, info = run_sandboxed(payload, progress_limit=scale * 120.0, total_limit=scale * 1800.0 * len(problems),
                                on_message=on_message)
     end = time.monotonic()
@@ -409,10 +408,10 @@ def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_res
     with no barrier between the two: a problem's samples are queued as soon as its canonical has
     run, longest canonical first (longest-processing-time order, from the canonical's own time),
     and wait only behind the canonicals still to run (they unlock more work)."""
-    pending = [j for j in jobs if id(j.problem) in {id(p) for p in todo}]
-    waiting = {}
-    for j in pending:
-        waiting.setdefault(id(j.problem), []).append(j)
+    todo_ids, waiting = {id(p) for p in todo}, {}  # problem -> its jobs, until its canonical has run
+    for j in jobs:
+        if id(j.problem) in todo_ids:
+            waiting.setdefault(id(j.problem), []).append(j)
     ready, seq = [], 0  # heap of (-canonical seconds, order, job)
 
     def queue(js, seconds=0.0):  # cached before this run: in the order given
@@ -452,7 +451,7 @@ def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_res
                     bar.update(1)
                     queue(waiting.pop(id(p), []), rec["seconds"])
                 # the one it died on, alone (its own verdict on what went wrong); the rest batched again
-                work[:0] = [lost[:1], lost[1:]] if len(lost) > 1 else [lost] if lost else []
+                work[:0] = [b for b in (lost[:1], lost[1:]) if b]
     bar.close()
     return out
 
