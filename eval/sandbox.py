@@ -9,9 +9,14 @@ one marshal payload from stdin (all of it, before running anything untrusted), a
 disables destructive calls, runs the candidate, and streams one framed message per test input to
 RESULT_FD (4-byte little-endian length + a marshal tuple):
 
-    ("R", group, index, status, value, seconds)   status: "ok" (value = the output, builtin types
-                                                  only, marshalled), "err" (value = a short traceback),
-                                                  "timeout", "type" (an output we will not ship)
+    ("R", group, index, status, value, seconds, exact)
+                                                  status: "ok" (value = the output, builtin types
+                                                  only, marshalled; None: the raw bytes of the "B"
+                                                  frame just before), "err" (value = a short
+                                                  traceback), "timeout", "type" (an output we will
+                                                  not ship); exact: an "ok" output holds no float
+                                                  or complex (trusted for canonical solutions only)
+    ("B", n)                                       n raw bytes follow: the next "R" message's value
     ("T", group, test_name, status, text, seconds)  one unittest method: "ok" | "fail" | "err" |
                                                   "timeout" | "forged" (the program tampered with
                                                   what judges it: text says how)
@@ -114,6 +119,7 @@ import traceback
 
 # Everything the harness needs is bound to local names here, before untrusted code runs.
 _write, _perf, _loads, _dumps, _exit = os.write, time.perf_counter, marshal.loads, marshal.dumps, os._exit
+_BIG_VALUE = 1 << 20  # a marshalled output larger than this goes out raw (make_stream's send_value)
 _setitimer, _ITIMER_REAL, _ITIMER_PROF = signal.setitimer, signal.ITIMER_REAL, signal.ITIMER_PROF
 _cpu = time.process_time
 _exc_info, _format_exc, _type, _isinstance = sys.exc_info, traceback.format_exception, type, isinstance
@@ -146,11 +152,11 @@ def _disarm():
 def make_stream(fd, nonce):
     """The only writer of the channel: closures, not a class (a class would be reachable through
     object.__subclasses__(), and with it this harness's private globals)."""
-    state = [[], _perf(), 0]  # waiting frames, last flush, messages sent
+    state = [[], _perf(), 0, 0]  # waiting frames, last flush, messages sent, bytes waiting
 
     def flush():
         data = b"".join(state[0])
-        state[0] = []
+        state[0], state[3] = [], 0
         while data:
             n = _write(fd, data)
             data = data[n:]
@@ -159,14 +165,24 @@ def make_stream(fd, nonce):
     def send(msg, force=False):
         body = _dumps(msg)
         state[2] += 1
+        state[3] += len(body) + 4  # counted here: summing the waiting frames on every send is quadratic
         state[0].append(len(body).to_bytes(4, "little") + body)
         # flush every 50 ms (the parent watches progress) or when 64 KB are waiting
-        if force or _perf() - state[1] > 0.05 or sum(map(len, state[0])) > 65536:
+        if force or state[3] > 65536 or _perf() - state[1] > 0.05:
             flush()
+
+    def send_value(body):
+        """A large marshalled value: a ("B", n) frame, then its n bytes as they are (framing it in a
+        message would copy it twice more here and once more in the parent: MBPP+'s largest answer
+        is 640 MB)."""
+        send(("B", len(body)), force=True)
+        view = memoryview(body)
+        while view:
+            view = view[_write(fd, view):]
 
     def final():
         send(("D", nonce[0], state[2]), force=True)
-    return _Namespace(send=send, flush=flush, final=final)
+    return _Namespace(send=send, send_value=send_value, flush=flush, final=final)
 
 
 def short_tb(limit_chars=2000):
@@ -174,41 +190,54 @@ def short_tb(limit_chars=2000):
     return format_exc(_exc_info()[1], limit_chars)
 
 
-def plain(x, depth=0):
+def plain(x, depth=0, fl=None):
     """The output as exact builtin types (numpy scalars/arrays and builtin subclasses converted),
-    or TypeError for anything else: what the parent can compare without trusting the sample."""
+    or TypeError for anything else: what the parent can compare without trusting the sample.
+    `fl` (a list) gets True appended when a float or complex occurs anywhere in it: an answer
+    without one equals a decoded copy of itself (no NaN), which the parent uses for the trusted
+    canonical's answers only."""
     t = _type(x)
     if t in _SCALARS:
+        if fl is not None and (t is float or t is complex):
+            fl.append(True)
         return x
     if depth > 100:
         raise TypeError("output nested deeper than 100")
     if t is list or t is tuple:
         kinds = _set(_map(_type, x))  # at C speed: no Python loop over the items
         if kinds <= _SCALAR_SET:
+            if fl is not None and (float in kinds or complex in kinds):
+                fl.append(True)
             return x
         # a table (rows of exact lists/tuples of scalars: 1.7M rows in MBPP+'s largest answer) is
         # checked in one C pass instead of a Python call per row
-        if kinds <= {list, tuple} and _set(_map(_type, _flat(x))) <= _SCALAR_SET:
-            return x
-        out = [plain(v, depth + 1) for v in x]
+        if kinds <= {list, tuple}:
+            inner = _set(_map(_type, _flat(x)))
+            if inner <= _SCALAR_SET:
+                if fl is not None and (float in inner or complex in inner):
+                    fl.append(True)
+                return x
+        out = [plain(v, depth + 1, fl) for v in x]
         return out if t is list else tuple(out)
     if t is dict:
-        return {plain(k, depth + 1): plain(v, depth + 1) for k, v in x.items()}
+        return {plain(k, depth + 1, fl): plain(v, depth + 1, fl) for k, v in x.items()}
     if t is set or t is frozenset:
-        return t(plain(v, depth + 1) for v in x)
+        return t(plain(v, depth + 1, fl) for v in x)
     if getattr(t, "__module__", "") == "numpy" and hasattr(x, "tolist"):
-        return plain(x.tolist(), depth + 1)
+        return plain(x.tolist(), depth + 1, fl)
     for base in (bool, int, float, complex, str, bytes):
         if _isinstance(x, base):
+            if fl is not None and base in (float, complex):
+                fl.append(True)
             return {int: int.__int__, float: float.__float__, complex: complex.__complex__, bool: bool,
                     str: lambda s: str.__add__("", s), bytes: lambda b: bytes.__add__(b"", b)}[base](x)
     if _isinstance(x, dict):
-        return {plain(k, depth + 1): plain(v, depth + 1) for k, v in dict.items(x)}
+        return {plain(k, depth + 1, fl): plain(v, depth + 1, fl) for k, v in dict.items(x)}
     if _isinstance(x, (list, tuple)):
-        out = [plain(v, depth + 1) for v in (list.__iter__(x) if _isinstance(x, list) else tuple.__iter__(x))]
+        out = [plain(v, depth + 1, fl) for v in (list.__iter__(x) if _isinstance(x, list) else tuple.__iter__(x))]
         return out if _isinstance(x, list) else tuple(out)
     if _isinstance(x, (set, frozenset)):
-        return (set if _isinstance(x, set) else frozenset)(plain(v, depth + 1) for v in x)
+        return (set if _isinstance(x, set) else frozenset)(plain(v, depth + 1, fl) for v in x)
     raise TypeError(f"output of type {t.__module__}.{t.__qualname__}")
 
 
@@ -1086,10 +1115,10 @@ def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False, cap=None):
                 _disarm()
             dt = _perf() - t0  # wall seconds: what the limits are scaled from
         except SandboxTimeout:
-            out.send(("R", g, i, "timeout", None, _perf() - t0), force=True)
+            out.send(("R", g, i, "timeout", None, _perf() - t0, False), force=True)
             return not fatal
         except BaseException:  # noqa: B036 (SystemExit too: a sample must not end the run)
-            out.send(("R", g, i, "err", short_tb(), _perf() - t0), force=True)
+            out.send(("R", g, i, "err", short_tb(), _perf() - t0, False), force=True)
             if fatal:
                 return False
             continue
@@ -1098,10 +1127,14 @@ def run_inputs(out, g, fn, inputs, limits, fatal, not_none=False, cap=None):
                 res = res is not None
             # the output marshalled on its own: the parent compares these bytes with the canonical's
             # first (equal bytes, equal values) and decodes them only when they differ
-            msg = ("R", g, i, "ok", _dumps(plain(res)), dt)
-            out.send(msg)
+            fl = []
+            body = _dumps(plain(res, 0, fl))
+            if len(body) > _BIG_VALUE:
+                out.send_value(body)
+                body = None  # the value is the raw bytes just sent
+            out.send(("R", g, i, "ok", body, dt, not fl))
         except BaseException as e:  # noqa: B036
-            out.send(("R", g, i, "type", f"{_type(e).__name__}: {e}"[:500], dt), force=True)
+            out.send(("R", g, i, "type", f"{_type(e).__name__}: {e}"[:500], dt, False), force=True)
             if fatal:
                 return False
     return True

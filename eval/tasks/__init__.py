@@ -11,6 +11,9 @@ What each file has:
   make_problems(task, path) -> [problem]   the runnable problems (fields: eval/execute.py)
   build_prompt(problem), STOP              what the model sees, where its completion ends
   outputs_match(out, exp, problem, args)   the oracle of a differential benchmark (kind "diff")
+  equality_oracle(problem)                 True when that oracle is plain equality for the problem
+                                           (no special oracle): an answer equal to the canonical's,
+                                           with no float in it, passes without being decoded
   describe(task)                           what the task's number is, for results.json
 
     from eval.tasks import make_problems, build_prompt
@@ -52,6 +55,13 @@ def missing_data(task: str, path=None) -> list[str]:
         if found is None:
             out.append(name)
     return out
+
+
+def equality_oracle(problem: dict) -> bool:
+    """Does the problem's oracle pass any answer equal to the canonical's (no special oracle)? A
+    benchmark file that does not say is asked every time (False)."""
+    f = getattr(_module(problem["task"]), "equality_oracle", None)
+    return bool(f and f(problem))
 
 
 def build_prompt(problem: dict) -> str:

@@ -202,6 +202,14 @@ def _sparse_root(xs, out):  # subtle EvoEval/32: xs are the coefficients of x^0,
     return abs(_poly(full, out)) <= 1e-6
 
 
+_SPECIAL = {("difficult", "EvoEval/10"), ("difficult", "EvoEval/32"), ("creative", "EvoEval/26"),
+            ("creative", "EvoEval/30"), ("creative", "EvoEval/69"), ("subtle", "EvoEval/32")}
+
+
+def equality_oracle(problem: dict) -> bool:
+    return (problem["category"], problem["source_id"]) not in _SPECIAL
+
+
 def outputs_match(out, exp, problem: dict, args) -> bool:
     key = (problem["category"], problem["source_id"])
     if key == ("difficult", "EvoEval/10"):

@@ -72,6 +72,10 @@ def _poly(xs, x):
     return sum(c * math.pow(x, i) for i, c in enumerate(xs))
 
 
+def equality_oracle(problem: dict) -> bool:
+    return problem["entry_point"] != "find_zero"
+
+
 def outputs_match(out, exp, problem: dict, args) -> bool:
     if problem["entry_point"] == "find_zero":  # HumanEval/32: any root will do
         return isinstance(out, (int, float)) and not isinstance(out, bool) and abs(_poly(args[0], out)) <= problem["atol"]
