@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from queue import SimpleQueue
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,6 +126,7 @@ def run_sandboxed(payload: dict, progress_limit: float, total_limit: float, on_m
     payload = dict(payload, nonce=secrets.token_hex(16))
     disk_mb = payload.pop("disk_mb", disk_mb)
     jailed = jail_mode() == "bwrap" if jail is None else jail
+    payload["jailed"] = jailed  # the child then leaves the network to the jail's own namespace
     err = tempfile.TemporaryFile()
     r, w = os.pipe()
     try:  # 1 MB rather than 64 KB: a large answer crosses in 16x fewer wake-ups
@@ -345,42 +347,43 @@ def expected_job(problem: dict, limits: Limits):
     return _expected_record(problem, msgs, info, limits, scale, info["seconds"])
 
 
-def expected_batch(problems: list[dict], limits: Limits) -> list:
+def expected_batch(problems: list[dict], limits: Limits, on_record=None) -> list:
     """The canonical solutions of several differential-testing problems run one after another in one
     sandbox process (a fresh module each), as EvalPlus computes all its expected outputs in one
     process: a process start costs more than most canonicals' whole run. Trusted code only: a
     model's sample always gets a process of its own. Returns a record per problem, or None for
-    one the process did not finish (it died or was killed there: rerun it alone)."""
+    one the process did not finish (it died or was killed there: rerun it alone).
+    `on_record(problem, record)` is called (in this thread) as soon as each one is known, while
+    the batch runs on: a program is finished when the next one starts, the last at the end."""
     scale = load_scale()
     progs = [_expected_program(p, limits, scale) for p in problems]
     common = {k: v for k, v in progs[0].items() if k not in ("code", "entry_point", "groups", "load_limit")}
     payload = dict(common, mode="batch", programs=[{k: pr[k] for k in ("mode", "code", "entry_point", "groups",
                                                                         "load_limit", "module_name")} for pr in progs])
-    marks, n_seen = [], [0]  # (index of the program's first message, arrival time) per "P" message
+    g0 = [sum(len(pr["groups"]) for pr in progs[:k]) for k in range(len(progs))]  # group numbers run on
+    seen, marks, out = [], [], [None] * len(problems)  # messages so far; (first message, time) per "P"
+
+    def finish(k, hi, t1, info):  # program k's record, from its messages seen[marks[k][0]:hi]
+        own = [(m[0], m[1] - g0[k], *m[2:]) if m[0] == "R" else m for m in seen[marks[k][0]:hi]]
+        out[k] = _expected_record(problems[k], own, info, limits, scale, t1 - marks[k][1])
+        if on_record is not None:
+            on_record(problems[k], out[k])
 
     def on_message(m):
+        seen.append(m)
         if m[0] == "P":
             if m[1] != len(marks):
                 raise ValueError("program marks out of order")
-            marks.append((n_seen[0] + 1, time.monotonic()))
-        n_seen[0] += 1
+            now = time.monotonic()
+            if marks:  # the one before ran to its end
+                finish(len(marks) - 1, len(seen) - 1, now, dict(rc=None, killed=None, forged=False, stderr="",
+                                                                 finished=True))
+            marks.append((len(seen), now))
         return False
     msgs, info = run_sandboxed(payload, progress_limit=scale * 120.0, total_limit=scale * 1800.0 * len(problems),
                                on_message=on_message)
-    end = time.monotonic()
-    out, g0 = [], 0
-    for k, p in enumerate(problems):
-        ng = len(progs[k]["groups"])
-        # finished: the next program started, or the whole batch ran to its end
-        if k < len(marks) and (k + 1 < len(marks) or info["finished"]):
-            lo = marks[k][0]
-            hi = marks[k + 1][0] - 1 if k + 1 < len(marks) else len(msgs)
-            own = [(m[0], m[1] - g0, *m[2:]) if m[0] == "R" else m for m in msgs[lo:hi]]
-            t1 = marks[k + 1][1] if k + 1 < len(marks) else end
-            out.append(_expected_record(p, own, dict(info, finished=True, killed=None), limits, scale, t1 - marks[k][1]))
-        else:
-            out.append(None)
-        g0 += ng
+    if marks and info["finished"]:  # the last one, when the whole batch ran to its end
+        finish(len(marks) - 1, len(msgs), time.monotonic(), dict(info, finished=True, killed=None))
     return out
 
 
@@ -433,15 +436,22 @@ def _expected_work(todo: list[dict], workers: int) -> list[list[dict]]:
     return [diff[i:i + size] for i in range(0, len(diff), size)] + [[p] for p in todo if p["kind"] != "diff"]
 
 
-def _expected_records(batch, limits):
-    return expected_batch(batch, limits) if len(batch) > 1 else [expected_job(batch[0], limits)]
+def _expected_records(batch, limits, on_record):
+    """Expected outputs for a batch, each handed to on_record as soon as it is known; returns the
+    problems the batch did not finish."""
+    if len(batch) > 1:
+        return [p for p, rec in zip(batch, expected_batch(batch, limits, on_record)) if rec is None]
+    on_record(batch[0], expected_job(batch[0], limits))
+    return []
 
 
 def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_result, desc: str) -> list:
     """Compute the expected outputs `todo` needs and judge `jobs`, on one pool of `workers` threads
     with no barrier between the two: a problem's samples are queued as soon as its canonical has
-    run, longest canonical first (longest-processing-time order, from the canonical's own time),
-    and wait only behind the canonicals still to run (they unlock more work)."""
+    run (inside its batch, not at the batch's end), longest canonical first (longest-processing-time
+    order, from the canonical's own time). A free worker takes a batch of canonicals (each unlocks
+    samples) unless the longest waiting sample is expected to take longer than a batch has so far:
+    that sample is the run's critical path (MBPP+'s Mbpp/599 runs 20 s)."""
     todo_ids, waiting = {id(p) for p in todo}, {}  # problem -> its jobs, until its canonical has run
     for j in jobs:
         if id(j.problem) in todo_ids:
@@ -455,18 +465,30 @@ def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_res
             seq += 1
     queue([j for j in jobs if id(j.problem) not in waiting])
     work = _expected_work(todo, workers)
-    out, inflight = [], {}
+    out, inflight, records = [], {}, SimpleQueue()  # records: (problem, record) from the workers
+    batch_s = []  # wall seconds of each finished batch of canonicals
     bar = tqdm(total=len(jobs) + len(todo), desc=desc, leave=False)
+
+    def take_records():
+        while not records.empty():
+            p, rec = records.get()
+            _store_expected(p, rec)
+            bar.update(1)
+            queue(waiting.pop(id(p), []), rec["seconds"])
     with ThreadPoolExecutor(workers) as ex:
         while work or ready or inflight:
             while len(inflight) < workers and (work or ready):
-                if work:  # canonicals first: each one unlocks its samples
+                long_sample = ready and batch_s and -ready[0][0] > sum(batch_s) / len(batch_s)
+                if work and not long_sample:  # canonicals first: each one unlocks its samples
                     batch = work.pop(0)
-                    inflight[ex.submit(_expected_records, batch, limits)] = ("expected", batch)
+                    inflight[ex.submit(_expected_records, batch, limits, lambda p, rec: records.put((p, rec)))] = (
+                        "expected", (batch, time.monotonic()))
                 else:
                     j = heapq.heappop(ready)[2]
                     inflight[ex.submit(judge, j, limits)] = ("judge", j)
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            # woken by a finished job, or within 50 ms by a canonical finished inside a running batch
+            done, _ = wait(list(inflight), timeout=0.05, return_when=FIRST_COMPLETED)
+            take_records()  # a batch hands over each record before it returns: all of done's are here
             for f in done:
                 kind, what = inflight.pop(f)
                 if kind == "judge":
@@ -476,14 +498,8 @@ def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_res
                         on_result(v)
                     bar.update(1)
                     continue
-                lost = []
-                for p, rec in zip(what, f.result()):
-                    if rec is None:  # the batch's process died here or before: not run to its end
-                        lost.append(p)
-                        continue
-                    _store_expected(p, rec)
-                    bar.update(1)
-                    queue(waiting.pop(id(p), []), rec["seconds"])
+                lost = f.result()  # not run to its end: the batch's process died there or before
+                batch_s.append(time.monotonic() - what[1])
                 # the one it died on, alone (its own verdict on what went wrong); the rest batched again
                 work[:0] = [b for b in (lost[:1], lost[1:]) if b]
     bar.close()

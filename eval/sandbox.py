@@ -258,9 +258,13 @@ def set_limits(p):
         lim(resource.RLIMIT_NPROC, p["nproc"])
 
 
-def no_network():
-    """Cut the network: a fresh network namespace when we may (root), else refuse non-loopback
-    addresses at the socket layer."""
+def no_network(jailed):
+    """Cut the network: in the jail the process has a network namespace of its own already (only
+    its loopback); outside it, a fresh one when we may (root). Either way the audit hook refuses
+    non-loopback addresses (_net_refused): no socket module is patched or even imported here,
+    and no ctypes is loaded in the jail (its types would be reachable from the program)."""
+    if jailed:
+        return
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
@@ -277,24 +281,27 @@ def no_network():
             return
     except Exception:
         pass
-    import socket
-    real_connect, real_gai = socket.socket.connect, socket.getaddrinfo
-    local = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "")
 
-    def is_local(addr):
-        return not isinstance(addr, tuple) or str(addr[0]) in local or str(addr[0]).startswith("127.")
 
-    def connect(self, addr):
-        if not is_local(addr):
-            raise OSError(101, "sandbox: network is disabled")
-        return real_connect(self, addr)
+_LOCAL_HOSTS = frozenset(("localhost", "127.0.0.1", "::1", "0.0.0.0", ""))
 
-    def getaddrinfo(host, *a, **k):
-        if host is not None and str(host) not in local and not str(host).startswith("127."):
-            raise socket.gaierror(-2, "sandbox: network is disabled")
-        return real_gai(host, *a, **k)
-    socket.socket.connect = connect
-    socket.getaddrinfo = getaddrinfo
+
+def _local_host(h):
+    """Is `h` (a host as given to the socket layer) loopback? Only exact str/bytes are read (no
+    method of the program's runs in the hook); anything else counts as not loopback."""
+    if _type(h) is bytes:
+        h = _fsdecode_bytes(h, "ascii", "replace")
+    return _type(h) is str and (h in _LOCAL_HOSTS or str.startswith(h, "127."))
+
+
+def _net_refused(event, args):
+    """The audit hook's network check: which socket call to refuse (None: let it through)."""
+    if event == "socket.getaddrinfo":
+        return args[0] is not None and not _local_host(args[0])
+    addr = args[1]
+    # an AF_INET/AF_INET6 address is a tuple (a subclass included: the socket layer reads those);
+    # anything else (an AF_UNIX path, None for a connected socket's sendmsg) is not the network
+    return _isinstance(addr, tuple) and not (tuple.__len__(addr) and _local_host(tuple.__getitem__(addr, 0)))
 
 
 def install_guards(tmp, allow_procs, max_procs=64, extra_roots=()):
@@ -442,7 +449,6 @@ def install_guards(tmp, allow_procs, max_procs=64, extra_roots=()):
 # ---------------------------------------------------------------- hardening (docstring, points 1-2)
 import _imp
 import _thread
-import ast
 import gc
 import itertools
 import linecache
@@ -470,6 +476,8 @@ _gc_disable, _gc_enable, _gc_isenabled, _gc_get_debug, _gc_set_debug, _gc_garbag
     gc.disable, gc.enable, gc.isenabled, gc.get_debug, gc.set_debug, gc.garbage)
 _tb_of = BaseException.__dict__["__traceback__"].__get__
 import _signal
+import _socket
+_gaierror = _socket.gaierror
 _signal_signal, _py_signal, _create_builtin = _signal.signal, signal.signal, _imp.create_builtin
 _sleep, _fsdecode_bytes = time.sleep, bytes.decode
 _audit = sys.audit
@@ -477,6 +485,8 @@ _getline = linecache.getline
 
 # the harness's hook state (private globals only, see _private_main)
 _ARMED = [False]
+_NONET = [False]     # no_network() was asked for: the hook refuses non-loopback addresses
+_NET_EVENTS = frozenset(("socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo"))
 _ALLOW_TB = set()    # id() of the traceback objects the harness itself is formatting
 _MAIN = [0]          # the harness's thread
 _GF = [0]            # the thread whose next sys._getframe is the hook's own (see _caller_code)
@@ -641,6 +651,10 @@ def _audit_hook(event, args):
         box.append(out)
     elif event == "sandbox.gc.set_debug":
         raise RuntimeError("sandbox: gc.set_debug is disabled (gc.garbage would hold dead frames)")
+    elif event in _NET_EVENTS and _NONET[0] and _net_refused(event, args):
+        if event == "socket.getaddrinfo":
+            raise _gaierror(-2, "sandbox: network is disabled")
+        raise OSError(101, "sandbox: network is disabled")
 
 
 def _own_frame(depth):
@@ -700,14 +714,18 @@ def _preimport(sources):
         _GETFRAME_OK.add(f.__code__)
 
 
-def harden():
-    """Install the hook (armed later) and the stand-ins, before the program exists."""
+def harden(libraries=True):
+    """Install the hook (armed later) and the stand-ins, before the program exists. `libraries`:
+    also import inspect and logging to give them their stand-ins (what library code expects);
+    left out for a program that names neither and imports nothing outside the stdlib (they cost
+    5 ms a sample; the hook refuses what they would reach either way)."""
     _MAIN[0] = _get_ident()
     sys.addaudithook(_audit_hook)
-    import inspect
-    import logging
-    logging._srcfile = None             # no caller lookup (it walks frames)
-    inspect.currentframe = _no_currentframe
+    if libraries or "inspect" in sys.modules or "logging" in sys.modules:
+        import inspect
+        import logging
+        logging._srcfile = None             # no caller lookup (it walks frames)
+        inspect.currentframe = _no_currentframe
     traceback.clear_frames = _no_clear_frames   # assertRaises' exit: frames are off limits anyway
     traceback.extract_stack, traceback.format_stack, traceback.print_stack = (
         _extract_stack_stub, _format_stack_stub, _print_stack_stub)
@@ -1155,8 +1173,23 @@ def _read_payload():
     return _loads(b"".join(chunks))
 
 
+def _needs_libraries(codes):
+    """Might one of these programs reach inspect or logging (harden's stand-ins)? Yes when it
+    names them, imports dynamically, or imports a module outside the stdlib (library code)."""
+    import re
+    pat = re.compile(r"(?:^|;)[ \t]*(?:from[ \t]+([A-Za-z_][\w]*)|import[ \t]+([^\n#;]+))", re.M)
+    for code in codes:
+        if "inspect" in code or "logging" in code or "__import__" in code or "importlib" in code:
+            return True
+        for m in pat.finditer(code):
+            names = [m.group(1)] if m.group(1) else [n.strip().split(".")[0].split(" ")[0] for n in m.group(2).split(",")]
+            if any(n and n.strip("()") not in sys.stdlib_module_names for n in names):
+                return True
+    return False
+
+
 def main():
-    global _SkipTest
+    global _SkipTest, ast
     fd = int(sys.argv[1])
     p = _read_payload()  # everything we need, read before any untrusted code runs
     nonce = [p.pop("nonce", "")]  # proves the final message is ours; lives only in out.final's closure
@@ -1176,11 +1209,13 @@ def main():
         U = _Namespace(TestCase=unittest.TestCase, names=unittest.TestLoader().getTestCaseNames,
                        doCleanups=unittest.TestCase.doCleanups)
     if unit:
+        import ast  # only the unittest harness parses code (_preimport, test_targets)
         _preimport([p["code"]] + [g["test"] for g in p["groups"] if g["kind"] == "unittest"])
-    harden()
+    harden(unit or _needs_libraries([q["code"] for q in p.get("programs", [p])]))
     set_limits(p)
     if p.get("no_network", True):
-        no_network()
+        _NONET[0] = True  # here, not in no_network: that one is public (its globals are not the hook's)
+        no_network(p.get("jailed", False))
     install_guards(tmp, allow_procs=p.get("allow_procs", False), max_procs=p.get("max_procs", 64),
                    extra_roots=p.get("write_roots", ()))
     if unit:

@@ -329,3 +329,83 @@ def test_equal_bytes_still_follow_the_oracle(hep, tmp_path, monkeypatch):
     assert not any(rec["base_same"]) and not rec["errors"]
     ok, = run_jobs([Job(hep["HumanEval/2"], hep["HumanEval/2"]["canonical"])])
     assert ok["passed"] and all(ex.load_expected(hep["HumanEval/2"])["base_same"])
+
+
+def _small_variant(p, task_id, canonical, n_base=2, n_plus=1):
+    """A variant with a few of p's inputs (and none of its marshalled-input cache)."""
+    q = {k: v for k, v in p.items() if not k.startswith("_blobs_")}
+    return dict(q, task_id=task_id, canonical=canonical, base_input=p["base_input"][:n_base],
+                plus_input=p["plus_input"][:n_plus])
+
+
+def test_large_answers_cross_raw(hep, tmp_path, monkeypatch):
+    """An answer over 1 MB marshalled goes through the raw "B" path (no framing) in both passes:
+    the ground truth passes, one element changed at the end of 200,000 fails on that input, and a
+    NaN at the end of a large float answer still makes the canonical fail itself."""
+    import eval.execute as ex
+    import eval.sandbox as sbx
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    table = "def longest(strings):\n    return [('ab', i, str(i)) for i in range(200000)]\n"
+    p = _small_variant(hep["HumanEval/12"], "HumanEval/12-big", table)
+    v, = run_jobs([Job(p, p["canonical"])])
+    rec = ex.load_expected(p)
+    assert v["passed"] and not rec["errors"], v
+    assert all(len(x) > sbx._BIG_VALUE for x in rec["base"]) and all(rec["base_same"] + rec["plus_same"])
+    wrong = table.replace("for i in range(200000)]", "for i in range(200000)][:-1] + [('ab', 0, '')]")
+    w, = run_jobs([Job(p, wrong)])
+    assert w["status"] == "fail" and w["first_failure"]["group"] == "base" and w["first_failure"]["index"] == 0, w
+    nan = "def longest(strings):\n    return [0.5] * 200000 + [float('nan')]\n"
+    q = _small_variant(hep["HumanEval/12"], "HumanEval/12-bignan", nan)
+    n, = run_jobs([Job(q, q["canonical"])])
+    assert n["status"] == "fail" and not any(ex.load_expected(q)["base_same"]), n
+
+
+NET_PROBE = '''import socket
+def longest(strings):
+    out = []
+    def attempt(what, fn):
+        try:
+            fn()
+            out.append(what + ": went through")
+        except OSError as e:  # socket.gaierror is one
+            out.append(what + (": sandbox" if "sandbox" in str(e) else ": " + type(e).__name__))
+    class T(tuple):
+        pass
+    attempt("connect", lambda: socket.socket().connect(("8.8.8.8", 53)))
+    attempt("connect_ex", lambda: socket.socket().connect_ex(("1.1.1.1", 53)))
+    attempt("tuple subclass", lambda: socket.socket().connect(T(("8.8.8.8", 53))))
+    attempt("bytes host", lambda: socket.socket().connect((b"8.8.8.8", 53)))
+    attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("8.8.8.8", 53)))
+    attempt("resolve", lambda: socket.getaddrinfo("example.com", 80))
+    attempt("loopback", lambda: socket.socket().connect(("127.0.0.1", 9)))
+    return out
+'''
+
+
+@pytest.mark.parametrize("jailed", [True, False])
+def test_network_refused_in_process(hep, tmp_path, monkeypatch, jailed):
+    """The in-process layer (the audit hook, jail or not): connects, UDP sends and name lookups of
+    anything but loopback are refused with the sandbox's error; loopback is let through (nothing
+    listens on port 9: refused by the kernel). The canonical states what a sample must observe."""
+    import eval.execute as ex
+    if jailed and ex.jail_mode() != "bwrap":
+        pytest.skip(f"no jail here: {ex.jail_mode()}")
+    if not jailed:
+        monkeypatch.setattr(ex, "jail_mode", lambda: "none: this test")
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    seen = [f"{w}: sandbox" for w in ("connect", "connect_ex", "tuple subclass", "bytes host", "udp", "resolve")]
+    seen.append("loopback: ConnectionRefusedError")
+    p = _small_variant(hep["HumanEval/12"], "HumanEval/12-net", f"def longest(strings):\n    return {seen!r}\n",
+                       n_base=1, n_plus=0)
+    v, = run_jobs([Job(p, NET_PROBE)])
+    assert v["passed"], (v.get("first_failure") or {}).get("got")
+
+
+def test_stand_ins_for_libraries_only_when_needed():
+    """harden() imports inspect and logging (to give them stand-ins) only for a program that names
+    them, imports dynamically or imports outside the stdlib."""
+    from eval.sandbox import _needs_libraries
+    assert not _needs_libraries(["import math, re\nfrom collections import Counter\ndef f(x):\n    return x\n"])
+    for code in ("import numpy as np\n", "x = 1; import pandas\n", "from scipy import stats\n", "import os.path, yaml\n",
+                 "import inspect\n", "m = __import__('insp' + 'ect')\n", "import importlib\n", "    import logging\n"):
+        assert _needs_libraries(["def f(x):\n    return x\n", code]), code
