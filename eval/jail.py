@@ -111,8 +111,9 @@ def _outermost(paths):
     return keep
 
 
-def jail_args(env: dict, disk_mb: int, private_tmp: bool) -> list[str]:
-    """bwrap's options (everything before the command) for one sample."""
+def jail_args(env: dict, disk_mb: int, private_tmp: bool, bind=()) -> list[str]:
+    """bwrap's options (everything before the command) for one sample; `bind`: more files to
+    bind back read-only (the compiled harness)."""
     size = str(disk_mb << 20)
     a = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
          "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--size", str(64 << 20), "--tmpfs", "/dev/shm"]
@@ -124,7 +125,7 @@ def jail_args(env: dict, disk_mb: int, private_tmp: bool) -> list[str]:
     for p in top:
         a += ["--tmpfs", p] if os.path.isdir(p) else ["--ro-bind", "/dev/null", p]
     a += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", SAMPLE_DIR]
-    need = [n for n in _outermost(needed_paths()) if any(_under(n, h) for h in top + ["/tmp"])]
+    need = [n for n in _outermost(needed_paths() + [_real(b) for b in bind]) if any(_under(n, h) for h in top + ["/tmp"])]
     for p in need:
         a += ["--ro-bind", p, p]
     for p in hide:
@@ -141,10 +142,10 @@ def jail_args(env: dict, disk_mb: int, private_tmp: bool) -> list[str]:
     return a
 
 
-def jail_command(argv: list[str], env: dict, disk_mb: int, private_tmp: bool):
+def jail_command(argv: list[str], env: dict, disk_mb: int, private_tmp: bool, bind=()):
     """The command line that runs `argv` jailed, and the fds to pass on (the argument pipe, read
     by bwrap before it starts anything). The caller closes the fds after Popen."""
-    args = jail_args(env, disk_mb, private_tmp)  # options only: bwrap takes the command from its argv
+    args = jail_args(env, disk_mb, private_tmp, bind)  # options only: bwrap takes the command from its argv
     blob = b"".join(s.encode() + b"\0" for s in args)
     r, w = os.pipe()
     if len(blob) >= 65536:  # a pipe holds 64 KiB: more would block here before bwrap reads

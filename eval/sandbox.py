@@ -1,7 +1,7 @@
 """
 The sandboxed child: one process per sample, started by eval/execute.py as
 
-    python -I eval/sandbox.py RESULT_FD
+    python -I sandbox.pyc RESULT_FD      # this file, compiled once per evaluator (execute.harness_file)
 
 in a fresh directory (its cwd, also $HOME and $TMPDIR), its own session, with stdout going to
 /dev/null (and, where the machine allows it, inside the bubblewrap jail of eval/jail.py). It reads
@@ -86,7 +86,8 @@ What is not covered (in-process, Python cannot do better; the bubblewrap jail li
 not the verdict):
 - native code: ctypes (loaded by numpy/pandas, so it cannot be refused; once loaded, its types
   are reachable through object.__subclasses__() even without an import, e.g. after the
-  harness's own no_network() used it), cffi, a compiled extension, can read and write this
+  harness's own no_network() used it outside the jail; in the jail it does not load ctypes), cffi,
+  a compiled extension, can read and write this
   process's memory;
 - sample code that the test calls other than through the entry point (a returned generator it
   iterates, a method of a returned object, a callback) runs outside the wrapper's bracket: a
