@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from queue import SimpleQueue
 from dataclasses import dataclass, field
@@ -427,11 +428,43 @@ def _why(msgs, info):
 _UNCACHED = {}  # expected-output path -> a record with errors, kept for this process only
 
 
+_RECENT, _RECENT_BYTES = OrderedDict(), [0]  # path -> (record, size, mtime of its file): the last ones used
+_recent_lock = threading.Lock()
+RECENT_MB = 1024  # at most this much of them kept in memory (the largest record, MBPP/255's, is 650 MB)
+
+
+def _remember(path, rec, st):
+    size = st.st_size
+    with _recent_lock:
+        if path in _RECENT:
+            _RECENT_BYTES[0] -= _RECENT.pop(path)[1]
+        _RECENT[path] = (rec, size, st.st_mtime_ns)
+        _RECENT_BYTES[0] += size
+        while _RECENT_BYTES[0] > RECENT_MB << 20 and len(_RECENT) > 1:
+            _RECENT_BYTES[0] -= _RECENT.popitem(last=False)[1][1]
+
+
 def load_expected(problem):
+    """The cached record of a problem's canonical: from memory when it was stored or loaded lately
+    (a sample is judged soon after its canonical ran; a task's samples one after another), else
+    from disk."""
     p = _expected_path(problem)
     if p in _UNCACHED:
         return _UNCACHED[p]
-    return marshal.loads(p.read_bytes()) if p.exists() else None
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return None
+    with _recent_lock:
+        hit = _RECENT.get(p)
+        if hit is not None and hit[1:] == (st.st_size, st.st_mtime_ns):  # the file as it was read or written
+            _RECENT.move_to_end(p)
+            return hit[0]
+    with open(p, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        rec = marshal.loads(fh.read())
+    _remember(p, rec, st)
+    return rec
 
 
 def _store_expected(p, rec):
@@ -446,21 +479,59 @@ def _store_expected(p, rec):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(marshal.dumps(rec))
-    tmp.replace(path)
+    st = tmp.stat()
+    tmp.replace(path)  # same file, same size and mtime
+    _remember(path, rec, st)
 
 
 def _needs_expected(p) -> bool:
     return not _expected_path(p).exists() and _expected_path(p) not in _UNCACHED and not missing_modules(p)
 
 
-def _expected_work(todo: list[dict], workers: int) -> list[list[dict]]:
+def _probe_costs(problems: list[dict], limits: Limits, workers: int) -> dict:
+    """A first look used only to order the real pass: each canonical run on one input (its first
+    plus input, else its first base input), `workers` batches at once, nothing kept. Returns
+    id(problem) -> that input's seconds x the problem's number of inputs (an estimate of its whole
+    run); a problem the probe could not time is left out (its batch died: run it early)."""
+    def one(ps):
+        probes = []
+        for p in ps:
+            inp = (p["plus_input"] or p["base_input"])[:1]
+            probes.append(dict({k: v for k, v in p.items() if not k.startswith("_blobs_")}, base_input=inp, plus_input=[]))
+        recs = expected_batch(probes, limits) if len(probes) > 1 else [expected_job(probes[0], limits)]
+        return {id(p): rec["base_time"][0] * (len(p["base_input"]) + len(p["plus_input"]))
+                for p, rec in zip(ps, recs) if rec is not None and not rec["errors"] and rec["base_time"]}
+    n = -(-len(problems) // workers)
+    est = {}
+    with ThreadPoolExecutor(workers) as ex:
+        for part in ex.map(one, [problems[i:i + n] for i in range(0, len(problems), n)]):
+            est.update(part)
+    return est
+
+
+def _expected_work(todo: list[dict], workers: int, est=None) -> list[list[dict]]:
     """The canonicals to run, as batches for one sandbox process each: differential-testing ones in
     about 6 batches per worker (enough to keep every worker busy to the end), BigCodeBench ones
-    alone (their tests start processes and write /tmp)."""
+    alone (their tests start processes and write /tmp). With cost estimates (`est`, from
+    _probe_costs), the longest first, each batch about a sixth of a worker's share and a canonical
+    longer than that alone: a long canonical unlocks a long sample, the run's critical path."""
     diff = [p for p in todo if p["kind"] == "diff"]
+    rest = [[p] for p in todo if p["kind"] != "diff"]
     n = max(1, min(len(diff), 6 * workers))
-    size = -(-len(diff) // n) if diff else 1
-    return [diff[i:i + size] for i in range(0, len(diff), size)] + [[p] for p in todo if p["kind"] != "diff"]
+    if not est:
+        size = -(-len(diff) // n) if diff else 1
+        return [diff[i:i + size] for i in range(0, len(diff), size)] + rest
+    top = max(est.values(), default=0.0) + 1.0
+    cost = {id(p): est.get(id(p), top) for p in diff}  # not timed by the probe: as if the longest
+    target, size = sum(cost.values()) / n, -(-len(diff) // n)
+    batches, cur, acc = [], [], 0.0
+    for p in sorted(diff, key=lambda p: -cost[id(p)]):
+        cur.append(p)
+        acc += cost[id(p)]
+        if acc >= target or len(cur) >= size:
+            batches.append(cur)
+            cur, acc = [], 0.0
+    return batches + ([cur] if cur else []) + rest
 
 
 def _expected_records(batch, limits, on_record):
@@ -491,7 +562,8 @@ def _schedule(todo: list[dict], jobs: list, limits: Limits, workers: int, on_res
             heapq.heappush(ready, (-seconds, seq, j))
             seq += 1
     queue([j for j in jobs if id(j.problem) not in waiting])
-    work = _expected_work(todo, workers)
+    diff = [p for p in todo if p["kind"] == "diff"]
+    work = _expected_work(todo, workers, _probe_costs(diff, limits, workers) if len(diff) > 2 * workers else None)
     out, inflight, records = [], {}, SimpleQueue()  # records: (problem, record) from the workers
     batch_s = []  # wall seconds of each finished batch of canonicals
     bar = tqdm(total=len(jobs) + len(todo), desc=desc, leave=False)

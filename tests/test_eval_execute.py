@@ -305,7 +305,7 @@ def test_a_batch_that_dies_is_rerun(hep, tmp_path, monkeypatch):
     dies = _variant(first, "HumanEval/0-dies", "import os\ndef has_close_elements(numbers, threshold):\n    os._exit(3)\n")
     probs = [first, dies] + after
     assert ex.expected_batch(probs, Limits())[1:] == [None] * 4  # nothing after the death is trusted
-    monkeypatch.setattr(ex, "_expected_work", lambda todo, workers: [todo])  # the five in one batch
+    monkeypatch.setattr(ex, "_expected_work", lambda todo, workers, est=None: [todo])  # the five in one batch
     try:
         ex.ensure_expected(probs, workers=1)
         assert all(ex._expected_path(p).exists() for p in [first] + after)
