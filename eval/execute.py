@@ -13,14 +13,19 @@ How a program is judged (each benchmark's file in eval/tasks/ says exactly how):
                       EvoEval's for EvoEval); the first wrong or failing input ends the sample.
   kind "unittest"     BigCodeBench(-Hard): the task's unittest classes; every test method must pass.
 Comparison happens in this process, which never runs sample code; the child only ships outputs,
-each marshalled on its own: bytes equal to the canonical's output are a match without decoding
-where the cache recorded that such an answer matches (not for a NaN, which EvalPlus's == and
-allclose both reject); any other answer is decoded and judged by the benchmark's rule.
+each marshalled on its own (over 1 MB: raw bytes after a "B" frame): bytes equal to the
+canonical's output are a match without decoding where the cache recorded that such an answer
+matches (not for a NaN, which EvalPlus's == and allclose both reject); any other answer is
+decoded and judged by the benchmark's rule.
 
 Expected outputs: the canonical solutions of the differential-testing benchmarks run in batches,
 several to one sandbox process (trusted code, as EvalPlus runs all of them in its own process),
 on the same pool as the samples and with no barrier between the two: a problem's samples are
-queued as soon as its canonical has run (see _schedule). A model's sample always runs alone.
+queued as soon as its canonical has run (see _schedule). A probe first runs each canonical on one
+input, only to order them longest first. A model's sample always runs alone.
+
+What this process holds: the problems and their marshalled inputs, the messages of the samples
+in flight, and the expected-output records used last (at most RECENT_MB; the rest stay on disk).
 
 Time limits (EvalPlus's scheme): per input max(floor, factor * canonical time), capped; the sample
 as a whole is capped too. The child enforces per-input limits with a timer, and this process kills
