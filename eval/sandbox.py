@@ -302,7 +302,8 @@ def _net_refused(event, args):
     addr = args[1]
     # an AF_INET/AF_INET6 address is a tuple (a subclass included: the socket layer reads those);
     # anything else (an AF_UNIX path, None for a connected socket's sendmsg) is not the network
-    return _isinstance(addr, tuple) and not (tuple.__len__(addr) and _local_host(tuple.__getitem__(addr, 0)))
+    # (the type's own MRO is read: isinstance would ask a program's __class__, running its code here)
+    return tuple in _mro_of(_type(addr)) and not (tuple.__len__(addr) and _local_host(tuple.__getitem__(addr, 0)))
 
 
 def install_guards(tmp, allow_procs, max_procs=64, extra_roots=()):
