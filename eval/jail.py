@@ -37,6 +37,7 @@ results.json and summary.md. SNOWCODER_SANDBOX=bwrap makes a missing jail an err
 
     python -m eval.jail [--overhead]   # the mode here [and the spawn time it adds: A B A B timings]
 """
+import functools
 import os
 import shutil
 import subprocess
@@ -88,9 +89,15 @@ def python() -> str:
     return os.path.join(_real(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
 
 
+@functools.lru_cache(maxsize=None)
+def _needed_paths() -> tuple:
+    return tuple(needed_paths())
+
+
 def needed_paths() -> list[str]:
     """What the child needs to start Python: the interpreter's prefixes (a venv and the Python it
-    points at), its site-packages and stdlib, the harness file."""
+    points at), its site-packages and stdlib, the harness file (jail_args takes them once per
+    process: they belong to the interpreter; what is hidden is looked up every time)."""
     cands = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(sys.executable),
              os.path.dirname(_real(sys.executable)), HARNESS]
     cands += [v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")]
@@ -125,7 +132,7 @@ def jail_args(env: dict, disk_mb: int, private_tmp: bool, bind=()) -> list[str]:
     for p in top:
         a += ["--tmpfs", p] if os.path.isdir(p) else ["--ro-bind", "/dev/null", p]
     a += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", SAMPLE_DIR]
-    need = [n for n in _outermost(needed_paths() + [_real(b) for b in bind]) if any(_under(n, h) for h in top + ["/tmp"])]
+    need = [n for n in _outermost([*_needed_paths(), *(_real(b) for b in bind)]) if any(_under(n, h) for h in top + ["/tmp"])]
     for p in need:
         a += ["--ro-bind", p, p]
     for p in hide:
