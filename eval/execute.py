@@ -121,17 +121,18 @@ def _child_env(tmp):
     return env
 
 
-_HARNESS = {}  # sha1 of eval/sandbox.py -> its compiled file, in a private temp dir of this process
+_HARNESS = {}  # (mtime, size) of eval/sandbox.py -> its compiled file, in a private temp dir of this process
 _harness_lock = threading.Lock()
 
 
 def harness_file() -> str:
     """eval/sandbox.py compiled once per evaluator process (and again if the file changes): Python
     compiles a script given on its command line at every start, 10 ms of each sample's process."""
-    src = SANDBOX.read_bytes()
-    key = hashlib.sha1(src).hexdigest()
+    st = SANDBOX.stat()
+    key = (st.st_mtime_ns, st.st_size)
     with _harness_lock:
         if key not in _HARNESS:
+            src = SANDBOX.read_bytes()
             d = tempfile.mkdtemp(prefix="snowcoder_harness_")
             atexit.register(shutil.rmtree, d, True)
             path = os.path.join(d, "sandbox.pyc")
@@ -499,13 +500,13 @@ def _probe_costs(problems: list[dict], limits: Limits, workers: int) -> dict:
     id(problem) -> that input's seconds x the problem's number of inputs (an estimate of its whole
     run); a problem the probe could not time is left out (its batch died: run it early)."""
     def one(ps):
-        probes = []
+        probes, recs = [], {}
         for p in ps:
             inp = (p["plus_input"] or p["base_input"])[:1]
             probes.append(dict({k: v for k, v in p.items() if not k.startswith("_blobs_")}, base_input=inp, plus_input=[]))
-        recs = expected_batch(probes, limits) if len(probes) > 1 else [expected_job(probes[0], limits)]
+        _expected_records(probes, limits, lambda q, rec: recs.__setitem__(id(q), rec))
         return {id(p): rec["base_time"][0] * (len(p["base_input"]) + len(p["plus_input"]))
-                for p, rec in zip(ps, recs) if rec is not None and not rec["errors"] and rec["base_time"]}
+                for p, q in zip(ps, probes) if (rec := recs.get(id(q))) and not rec["errors"] and rec["base_time"]}
     n = -(-len(problems) // workers)
     est = {}
     with ThreadPoolExecutor(workers) as ex:

@@ -296,7 +296,7 @@ def _local_host(h):
 
 
 def _net_refused(event, args):
-    """The audit hook's network check: which socket call to refuse (None: let it through)."""
+    """The audit hook's network check: True for a socket call to refuse."""
     if event == "socket.getaddrinfo":
         return args[0] is not None and not _local_host(args[0])
     addr = args[1]

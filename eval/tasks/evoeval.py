@@ -202,26 +202,21 @@ def _sparse_root(xs, out):  # subtle EvoEval/32: xs are the coefficients of x^0,
     return abs(_poly(full, out)) <= 1e-6
 
 
-_SPECIAL = {("difficult", "EvoEval/10"), ("difficult", "EvoEval/32"), ("creative", "EvoEval/26"),
-            ("creative", "EvoEval/30"), ("creative", "EvoEval/69"), ("subtle", "EvoEval/32")}
+# (category, source id) -> its special oracle(out, exp, args); every other problem: is_equal
+_ORACLES = {
+    ("difficult", "EvoEval/10"): lambda out, exp, args: _palindrome(out, *args, exp),
+    ("difficult", "EvoEval/32"): lambda out, exp, args: _root_in(*args, out, exp),
+    ("creative", "EvoEval/26"): lambda out, exp, args: _maze_moves(*args, out, exp),
+    ("creative", "EvoEval/30"): lambda out, exp, args: _maze_path(*args, out, exp),
+    ("creative", "EvoEval/69"): lambda out, exp, args: _product_pair(*args, out, exp),
+    ("subtle", "EvoEval/32"): lambda out, exp, args: _sparse_root(*args, out),
+}
 
 
 def equality_oracle(problem: dict) -> bool:
-    return (problem["category"], problem["source_id"]) not in _SPECIAL
+    return (problem["category"], problem["source_id"]) not in _ORACLES
 
 
 def outputs_match(out, exp, problem: dict, args) -> bool:
-    key = (problem["category"], problem["source_id"])
-    if key == ("difficult", "EvoEval/10"):
-        return _palindrome(out, *args, exp)
-    if key == ("difficult", "EvoEval/32"):
-        return _root_in(*args, out, exp)
-    if key == ("creative", "EvoEval/26"):
-        return _maze_moves(*args, out, exp)
-    if key == ("creative", "EvoEval/30"):
-        return _maze_path(*args, out, exp)
-    if key == ("creative", "EvoEval/69"):
-        return _product_pair(*args, out, exp)
-    if key == ("subtle", "EvoEval/32"):
-        return _sparse_root(*args, out)
-    return evoeval_equal(exp, out)
+    special = _ORACLES.get((problem["category"], problem["source_id"]))
+    return special(out, exp, args) if special else evoeval_equal(exp, out)

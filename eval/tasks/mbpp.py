@@ -173,10 +173,12 @@ def _digit_distance(a, b):  # Mbpp/558's oracle: pad the shorter number with zer
     return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(w), sb.zfill(w)))
 
 
+MBPP_OWN_ORACLE = {"are_equivalent", "sum_div", "surface_Area", "digit_distance_nums"}  # see outputs_match
+
+
 def equality_oracle(problem: dict) -> bool:
     ep = problem["entry_point"]
-    return ep not in MBPP_NOT_NONE and ep not in MBPP_SET_EQ and ep not in (
-        "are_equivalent", "sum_div", "surface_Area", "digit_distance_nums")
+    return ep not in MBPP_NOT_NONE and ep not in MBPP_SET_EQ and ep not in MBPP_OWN_ORACLE
 
 
 def outputs_match(out, exp, problem: dict, args) -> bool:
