@@ -28,7 +28,8 @@ What this process holds: the problems and their marshalled inputs, the messages 
 in flight, and the expected-output records used last (at most RECENT_MB; the rest stay on disk).
 
 Time limits (EvalPlus's scheme): per input max(floor, factor * canonical time), capped; the sample
-as a whole is capped too. The child enforces per-input limits with a timer, and this process kills
+as a whole is capped too. BigCodeBench's (its untrusted_check): the whole suite max(240 s, canonical
+time) + 1 s. The child enforces per-input limits with a timer, and this process kills
 the child's whole process group when it makes no progress for longer than that (a hang inside C
 code, a sample that swallows the timer).
 """
@@ -69,9 +70,7 @@ class Limits:
     floor: float = 1.0         # ... seconds ...
     cap: float = 60.0          # ... and each input group (base, plus) gets min(cap, sum of its limits) + 1 s
     sample_cap: float = 240.0  # wall-clock cap for one sample, all its inputs together
-    bcb_floor: float = 20.0    # BigCodeBench: whole test suite, seconds
-    bcb_cap: float = 120.0
-    bcb_default: float = 60.0  # when the canonical's own time is unknown
+    bcb_timeout: float = 240.0  # BigCodeBench: the whole test suite gets max(this, canonical's time) + 1 s (its TIMEOUT_LIMIT)
     load: float = 10.0         # defining the program (module-level code)
     memory_mb: int = 4096      # RLIMIT_AS of the child (which holds one task's inputs, nothing more)
     fsize_mb: int = 256
@@ -739,8 +738,10 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         v.update(status=status, passed=passed, verdicts={g: "".join(verdicts[g]) for g in gnames})
     else:  # unittest
         t = exp["time"] / exp.get("load_scale", 1.0) if exp and not exp["errors"] else None
-        lim = load_scale() * (limits.bcb_default if t is None else
-                              min(limits.bcb_cap, max(limits.bcb_floor, limits.factor * t)))
+        # BigCodeBench's untrusted_check: max(TIMEOUT_LIMIT, max(min_time_limit, canonical time)) + 1,
+        # its canonical time taken as 20 s when unknown: the suite's limit is the canonical's time
+        # only when that is longer than TIMEOUT_LIMIT
+        lim = load_scale() * (max(limits.bcb_timeout, t or 0.0) + 1.0)
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),
                                    3 * (lim + load) + 10.0, 3 * (lim + load) + 20.0)
         tests = [m for m in msgs if m[0] == "T"]
@@ -770,7 +771,7 @@ def run_jobs(jobs: list[Job], limits: Limits = None, workers: int = None, on_res
     """Judge every job on a pool of `workers` threads, each driving one sandbox process at a time,
     computing the expected outputs still missing on the same pool (see _schedule). `on_result(verdict)`
     is called in the main thread as each finishes (append it to a file there). time_unittests=False
-    skips timing BigCodeBench canonicals first (their limit is then Limits.bcb_default): what a
+    skips timing BigCodeBench canonicals first (their limit is then Limits.bcb_timeout + 1 s): what a
     ground-truth run wants, as it runs the canonicals anyway."""
     limits = limits or Limits()
     jail_mode()  # probed here, in this thread: SNOWCODER_SANDBOX=bwrap without a working jail stops the run

@@ -17,6 +17,7 @@ task that could not run here (a module missing: skipped, with its reason) or has
 as a failure; `--limit` and `--bcb-subset` cut an explicit subset, labelled "subset: N of M tasks".
 """
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,9 @@ def parse_args(argv=None):
     ap.add_argument("--stage", choices=["all", "generate", "execute"], default="all")
     ap.add_argument("--ks", default="1,10,100", help="pass@k values to report (those <= samples per task)")
     ap.add_argument("--memory-mb", type=int, default=Limits.memory_mb, help="address-space limit per sample")
+    ap.add_argument("--bcb-timeout", type=float, default=Limits.bcb_timeout,
+                    help="BigCodeBench: seconds for a whole test suite, as its BIGCODEBENCH_TIMEOUT_PER_TASK "
+                         "(the suite gets max(this, canonical time) + 1 s, times the load factor)")
     a = ap.parse_args(argv)
     if a.api_base and not a.model:
         ap.error("--api-base needs --model")
@@ -115,7 +119,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    limits = Limits(memory_mb=args.memory_mb)
+    limits = Limits(memory_mb=args.memory_mb, bcb_timeout=args.bcb_timeout)
     model = None
     if args.stage != "execute" and not (args.samples or args.ground_truth):
         if args.ckpt:
@@ -178,6 +182,7 @@ def main(argv=None):
                 source=dict(ckpt=args.ckpt, api_base=args.api_base, model=args.model, samples=args.samples,
                             ground_truth=args.ground_truth),
                 tasks=args.tasks, limit=args.limit, bcb_subset=args.bcb_subset, n_samples=args.n_samples,
+                limits=dataclasses.asdict(limits),
                 max_new_tokens=args.max_new_tokens, seconds=round(time.time() - t0, 1),
                 notes={"mbpp": bdata.MBPP_PLUS_PRERELEASE if any(
                     p.get("version") == bdata.MBPP_PLUS_PRERELEASE for t in args.tasks if t.startswith("mbpp")

@@ -231,6 +231,25 @@ def test_bigcodebench_wrong_and_skipped(bench_dir):
         assert s["skipped"] == 1 and s["tasks"] == 2 and s["scored"] == 1 and s["pass@1"] == 0.0
 
 
+def test_bigcodebench_suite_limit_is_its_own(bench_dir, tmp_path, monkeypatch):
+    """BigCodeBench's untrusted_check gives the whole suite max(TIMEOUT_LIMIT, canonical time) + 1 s.
+    With TIMEOUT_LIMIT shrunk to 0.5 s, a suite that naps past 1.5 s times out when the canonical's
+    time is unknown, and passes when the canonical (the same nap) was timed first."""
+    from eval.execute import load_scale
+    monkeypatch.setenv("SNOWCODER_CACHE", str(tmp_path / "cache"))
+    p = next(p for p in make_problems("bigcodebench", bench_dir) if p["task_id"] == "BigCodeBench/1")
+    nap = 2.0 * max(load_scale(), 1.0) + 1.0
+    head = "class TestCases(unittest.TestCase):\n"
+    assert head in p["test"]
+    test = p["test"].replace(head, head + f"    def test_nap(self):\n        import time\n        time.sleep({nap})\n", 1)
+    slow = dict(p, test=test, dhash=p["dhash"] + "-nap")
+    lim = Limits(bcb_timeout=0.5)
+    unknown = run_jobs([Job(slow, slow["canonical"])], lim, workers=1, time_unittests=False)[0]
+    assert unknown["status"] == "timeout" and unknown["passed"] is False, unknown
+    timed = run_jobs([Job(slow, slow["canonical"])], lim, workers=1)[0]
+    assert timed["passed"] is True, timed
+
+
 def test_group_cap_fails_a_slow_sleeper(hep):
     """Each call sleeps under the 1 s per-input floor, but the base group as a whole is capped
     (EvalPlus: min(cap, sum of limits) + 1 s): the sample times out instead of passing slowly."""

@@ -325,12 +325,12 @@ def program(body, where, slow):
 
 
 def _limits():
-    return Limits(bcb_default=3.0, load=5.0)
+    return Limits(bcb_timeout=3.0, load=5.0)
 
 
 def _slow():
-    """Longer than the suite limit judge() will give (3 s scaled by the load it will see)."""
-    return 3.0 * max(load_scale(), 1.0) * 1.5 + 2.0
+    """Longer than the suite limit judge() will give (3 s + 1 s, scaled by the load it will see)."""
+    return (3.0 + 1.0) * max(load_scale(), 1.0) * 1.5 + 2.0
 
 
 def _text(v):
