@@ -344,8 +344,9 @@ def _expected_record(problem, msgs, info, limits, scale, seconds):
                         outs[i] = val  # marshalled, as the child sent it
                         # does an output with these very bytes match? (not when it holds a NaN, or
                         # where the task's oracle says otherwise): then equal bytes need no decoding.
-                        # Without a float anywhere (the harness says so, for this trusted canonical)
-                        # and with plain equality as the oracle, it does; else ask the oracle
+                        # Without a NaN anywhere (the harness says so, for this trusted canonical)
+                        # the answer equals a decoded copy of itself, and with EvalPlus's equality
+                        # as the oracle it then matches; else ask the oracle
                         if exact is True and equality_oracle(problem):
                             same[i] = True
                             continue

@@ -14,8 +14,9 @@ RESULT_FD (4-byte little-endian length + a marshal tuple):
                                                   only, marshalled; None: the raw bytes of the "B"
                                                   frame just before), "err" (value = a short
                                                   traceback), "timeout", "type" (an output we will
-                                                  not ship); exact: an "ok" output holds no float
-                                                  or complex (trusted for canonical solutions only)
+                                                  not ship); exact: an "ok" output holds no NaN,
+                                                  so it equals a decoded copy of itself (trusted
+                                                  for canonical solutions only)
     ("B", n)                                       n raw bytes follow: the next "R" message's value
     ("T", group, test_name, status, text, seconds)  one unittest method: "ok" | "fail" | "err" |
                                                   "timeout" | "forged" (the program tampered with
@@ -194,12 +195,13 @@ def short_tb(limit_chars=2000):
 def plain(x, depth=0, fl=None):
     """The output as exact builtin types (numpy scalars/arrays and builtin subclasses converted),
     or TypeError for anything else: what the parent can compare without trusting the sample.
-    `fl` (a list) gets True appended when a float or complex occurs anywhere in it: an answer
-    without one equals a decoded copy of itself (no NaN), which the parent uses for the trusted
-    canonical's answers only."""
+    `fl` (a list) gets True appended when a NaN (float or complex) occurs anywhere in it: an
+    answer without one equals a decoded copy of itself, which the parent uses for the trusted
+    canonical's answers only (`a != a` holds for a NaN alone among builtin scalars; operator.ne,
+    unlike list equality, does not take an item's identity for equality)."""
     t = _type(x)
     if t in _SCALARS:
-        if fl is not None and (t is float or t is complex):
+        if fl is not None and (t is float or t is complex) and x != x:
             fl.append(True)
         return x
     if depth > 100:
@@ -207,7 +209,7 @@ def plain(x, depth=0, fl=None):
     if t is list or t is tuple:
         kinds = _set(_map(_type, x))  # at C speed: no Python loop over the items
         if kinds <= _SCALAR_SET:
-            if fl is not None and (float in kinds or complex in kinds):
+            if fl is not None and (float in kinds or complex in kinds) and any(_map(_ne, x, x)):
                 fl.append(True)
             return x
         # a table (rows of exact lists/tuples of scalars: 1.7M rows in MBPP+'s largest answer) is
@@ -215,7 +217,7 @@ def plain(x, depth=0, fl=None):
         if kinds <= {list, tuple}:
             inner = _set(_map(_type, _flat(x)))
             if inner <= _SCALAR_SET:
-                if fl is not None and (float in inner or complex in inner):
+                if fl is not None and (float in inner or complex in inner) and any(_map(_ne, _flat(x), _flat(x))):
                     fl.append(True)
                 return x
         out = [plain(v, depth + 1, fl) for v in x]
@@ -228,10 +230,11 @@ def plain(x, depth=0, fl=None):
         return plain(x.tolist(), depth + 1, fl)
     for base in (bool, int, float, complex, str, bytes):
         if _isinstance(x, base):
-            if fl is not None and base in (float, complex):
+            v = {int: int.__int__, float: float.__float__, complex: complex.__complex__, bool: bool,
+                 str: lambda s: str.__add__("", s), bytes: lambda b: bytes.__add__(b"", b)}[base](x)
+            if fl is not None and base in (float, complex) and v != v:
                 fl.append(True)
-            return {int: int.__int__, float: float.__float__, complex: complex.__complex__, bool: bool,
-                    str: lambda s: str.__add__("", s), bytes: lambda b: bytes.__add__(b"", b)}[base](x)
+            return v
     if _isinstance(x, dict):
         return {plain(k, depth + 1, fl): plain(v, depth + 1, fl) for k, v in dict.items(x)}
     if _isinstance(x, (list, tuple)):
@@ -473,6 +476,7 @@ _flags_of, _qualname_of = type.__dict__["__flags__"].__get__, type.__dict__["__q
 _name_of = type.__dict__["__name__"].__get__
 _type_setattr, _type_delattr, _obj_setattr = type.__setattr__, type.__delattr__, object.__setattr__
 _is, _repeat, _get_ident, _thread_count = operator.is_, itertools.repeat, _thread.get_ident, _thread._count
+_ne = operator.ne
 _readlink, _getcwd = posix.readlink, posix.getcwd
 _gc_disable, _gc_enable, _gc_isenabled, _gc_get_debug, _gc_set_debug, _gc_garbage = (
     gc.disable, gc.enable, gc.isenabled, gc.get_debug, gc.set_debug, gc.garbage)

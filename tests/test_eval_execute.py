@@ -350,6 +350,34 @@ def test_equal_bytes_still_follow_the_oracle(hep, tmp_path, monkeypatch):
     assert ok["passed"] and all(ex.load_expected(hep["HumanEval/2"])["base_same"])
 
 
+def test_plain_flags_a_nan_wherever_it_is():
+    """plain()'s `fl` (a trusted canonical's "equals a decoded copy of itself") gets an entry
+    exactly when a NaN is somewhere in the answer: floats alone do not count, a NaN does in a flat
+    list, a table, a dict key or value, a set, a complex, a float subclass, a numpy array; the same
+    NaN object twice (list equality would take it as equal to itself) counts too."""
+    import marshal
+    import numpy as np
+    import eval.sandbox as sbx
+    nan = float("nan")
+
+    class F(float):
+        pass
+    clean = [1.5, [0.5, 2, "a", None], [(1, 2.5), (3, -0.0)], {1.5: [float("inf")]}, {0.25}, 1j, F(2.0),
+             np.array([0.5, 1.0]), (True, b"x")]
+    dirty = [nan, [0.5, nan], [nan, nan], [(1, 2.5), (3, nan)], {nan: 1}, {1: [nan]}, {nan}, complex(0, nan),
+             F(nan), np.array([0.5, np.nan]), [[1, [2.0, nan]]]]
+    for x in clean:
+        fl = []
+        out = sbx.plain(x, 0, fl)
+        assert not fl, x
+        assert marshal.loads(marshal.dumps(out)) == out, x  # what the flag promises
+    for x in dirty:
+        fl = []
+        out = sbx.plain(x, 0, fl)
+        assert fl, x
+        assert marshal.loads(marshal.dumps(out)) != out, x
+
+
 def _small_variant(p, task_id, canonical, n_base=2, n_plus=1):
     """A variant with a few of p's inputs (and none of its marshalled-input cache)."""
     q = {k: v for k, v in p.items() if not k.startswith("_blobs_")}
