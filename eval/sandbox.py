@@ -57,13 +57,15 @@ program written in plain Python (no ctypes or other native code; see "What is no
    locals/globals); `logging` does not look for the caller (`logging._srcfile = None`);
    `inspect.currentframe()` returns None (as it may); `namedtuple`/`typing`/`enum` fall back (they
    catch the ValueError); `assertRaises` no longer clears frames (traceback.clear_frames is a
-   no-op); matplotlib's `_api.warn_external` may still call sys._getframe (allowed by code
-   identity: for BigCodeBench the harness imports what the program and its tests import before
-   the program exists). The hook itself reads frames only in its own thread, for the objects it
-   was asked about, with the garbage collector off (no finalizer of the program runs meanwhile;
-   the program has no signal handlers or audit hooks). What still gets "sys._getframe is
-   disabled": inspect.stack(), pandas' DataFrame.query/eval (they read the caller's variables),
-   any library calling sys._getframe directly.
+   no-op). Three library functions that take a frame or gc.get_referents and hand nothing on
+   (matplotlib's warn_external, scipy's decorator, pandas' chained-assignment check) keep them:
+   the hook lets a caller through when its code object equals that function's code compiled from
+   the interpreter's own site-packages (`_LIB_READERS`), never by name. The hook itself reads
+   frames only in its own thread, for the objects it was asked about, with the garbage collector
+   off (no finalizer of the program runs meanwhile; the program has no signal handlers or audit
+   hooks). What still gets "sys._getframe is disabled": inspect.stack() (lazy_loader), pandas'
+   DataFrame.query/eval and patsy's formulas (they read the caller's variables), any other library
+   calling sys._getframe directly.
 3. The judge is checked around the program. The harness does not use unittest's TestResult or
    TestCase.run (both reachable and patchable); it calls setUp, the test method, tearDown and the
    cleanups itself and decides from whether they raised. Before the program loads it records the
@@ -478,6 +480,8 @@ _type_setattr, _type_delattr, _obj_setattr = type.__setattr__, type.__delattr__,
 _is, _repeat, _get_ident, _thread_count = operator.is_, itertools.repeat, _thread.get_ident, _thread._count
 _ne = operator.ne
 _readlink, _getcwd = posix.readlink, posix.getcwd
+_p_open, _p_read, _p_close, _p_fstat, _p_stat = posix.open, posix.read, posix.close, posix.fstat, posix.stat
+_CACHE_TAG = sys.implementation.cache_tag
 _gc_disable, _gc_enable, _gc_isenabled, _gc_get_debug, _gc_set_debug, _gc_garbage = (
     gc.disable, gc.enable, gc.isenabled, gc.get_debug, gc.set_debug, gc.garbage)
 _tb_of = BaseException.__dict__["__traceback__"].__get__
@@ -496,7 +500,18 @@ _NET_EVENTS = frozenset(("socket.connect", "socket.sendto", "socket.sendmsg", "s
 _ALLOW_TB = set()    # id() of the traceback objects the harness itself is formatting
 _MAIN = [0]          # the harness's thread
 _GF = [0]            # the thread whose next sys._getframe is the hook's own (see _caller_code)
-_GETFRAME_OK = set() # code objects allowed to call sys._getframe: library code that only reads names
+# Library functions that take a frame (sys._getframe) or gc.get_referents without handing it on,
+# each read for that: matplotlib's warn_external reads only the __name__ of its callers' globals,
+# scipy's decorator the caller's __name__, pandas only tests whether an object refers to anything.
+# A caller is let through when its code object EQUALS that function's code as compiled in the
+# interpreter's own site-packages (read-only in the jail): code equality is bytecode, constants and
+# names, so it behaves as the library's does whatever globals it was given; a name or a file name
+# alone is never enough.
+_LIB_READERS = {"matplotlib/_api/__init__.py": ("sys._getframe", "warn_external"),
+                "scipy/_lib/decorator.py": ("sys._getframe", "FunctionMaker.update"),
+                "pandas/core/generic.py": ("gc.get_referents", "NDFrame._check_setitem_copy")}
+_LIB_OK = {}         # (event, code object) -> verdict, for the callers seen so far
+_LIB_DIRS = []       # the interpreter's site-packages, resolved (main, before the program exists)
 _PRELOADED = {}      # id -> class, every class of a module imported before the program existed (library
 #                      code, e.g. pyfakefs' TestCase): a test class may have these as bases
 _sys_getframe = sys._getframe
@@ -595,10 +610,12 @@ def _audit_hook(event, args):
                                            or _GF[0] == _get_ident()):
             raise AttributeError(f"sandbox: {args[1]} is disabled (frames lead to the harness)")
     elif event == "sys._getframe":
-        if _GF[0] == _get_ident() or _caller_code() in _GETFRAME_OK:
+        if _GF[0] == _get_ident() or _library_reader(event, _caller_code()):
             return
         raise ValueError("sandbox: sys._getframe is disabled (frames lead to the harness)")
     elif event in _REFUSED:
+        if event == "gc.get_referents" and _library_reader(event, _caller_code()):
+            return
         raise RuntimeError(f"sandbox: {event} is disabled (it reaches the harness's objects)")
     elif event == "object.__setattr__":
         if args[1] == "__code__":
@@ -678,17 +695,71 @@ def _own_frame(depth):
 
 
 def _caller_code():
-    """The code object that called sys._getframe (the frame under this hook's)."""
+    """The code object that called sys._getframe or gc.get_referents (the frame under this hook's)."""
     try:
-        return _own_frame(3).f_code  # 0 _own_frame, 1 here, 2 the hook, 3 the caller (sys._getframe is C)
+        return _own_frame(3).f_code  # 0 _own_frame, 1 here, 2 the hook, 3 the caller (both are C)
     except ValueError:
         return None
 
 
+def _read_all(path):
+    fd = _p_open(path, posix.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            b = _p_read(fd, 1 << 20)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        _p_close(fd)
+
+
+def _module_code(path):
+    """The module code the import system runs for the source file `path`: its cached bytecode
+    when that was written for this very source (mtime and size in the header), else compiled."""
+    d, _, name = path.rpartition("/")
+    try:
+        data = _read_all(f"{d}/__pycache__/{name[:-3]}.{_CACHE_TAG}.pyc")
+        st = _p_stat(path)
+        if (int.from_bytes(data[4:8], "little") == 0 and int.from_bytes(data[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+                and int.from_bytes(data[12:16], "little") == st.st_size & 0xFFFFFFFF):
+            return _loads(data[16:])
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    return compile(_read_all(path), path, "exec", dont_inherit=True)
+
+
+def _library_reader(event, code):
+    """Is `code`, the caller of `event`, the code of the library function _LIB_READERS lets have it?"""
+    if _type(code) is not types.CodeType:
+        return False
+    key = (event, code)
+    ok = _LIB_OK.get(key)
+    if ok is None:
+        ok = False
+        fn = code.co_filename
+        for suffix, (ev, qualname) in _LIB_READERS.items():
+            if ev != event or _type(fn) is not str or not fn.endswith("/" + suffix) or code.co_qualname != qualname:
+                continue
+            try:
+                real = _resolve(fn)
+                if any(real.startswith(d + "/") for d in _LIB_DIRS):
+                    todo = [_module_code(real)]
+                    while todo and not ok:  # the function's code is a constant of its class's or module's
+                        c = todo.pop()
+                        ok = c.co_qualname == qualname and c == code
+                        todo += [k for k in c.co_consts if _type(k) is types.CodeType]
+            except (OSError, ValueError, SyntaxError, TypeError):
+                ok = False
+            break
+        _LIB_OK[key] = ok
+    return ok
+
+
 def _preimport(sources):
     """Import, before the program exists, what it and its tests import (library code, trusted
-    here): its functions are then known by identity, and the few that read a frame only for names
-    (matplotlib's warn_external) may keep calling sys._getframe."""
+    here): its classes and functions are then known by identity."""
     import importlib.util
     names, subs = set(), set()
     for src in sources:
@@ -714,10 +785,6 @@ def _preimport(sources):
                     __import__(name)
         except BaseException:  # noqa: B036 - the program will meet the same error itself, and report it
             pass
-    api = sys.modules.get("matplotlib._api")
-    f = getattr(api, "warn_external", None) if api is not None else None
-    if _type(f) is types.FunctionType:
-        _GETFRAME_OK.add(f.__code__)
 
 
 def harden(libraries=True):
@@ -828,25 +895,49 @@ def _target(label, owner, kind, keys=None):
 
 
 def snapshot(targets):
-    return [(t, list(map(t[2].get, t[4], _repeat(_MISSING)))) for t in targets]
+    """Each target's watched entries now: a class's every entry it has now (so what a test added,
+    a mock.patch say, is part of the state a program call is compared with)."""
+    out = []
+    for t in targets:
+        keys = tuple(t[2].keys()) if t[3] == "class" else t[4]
+        out.append((t, keys, list(map(t[2].get, keys, _repeat(_MISSING)))))
+    return out
+
+
+_PLAIN_DATA = frozenset((str, int, float, bool, bytes, type(None), tuple, list, dict, set, frozenset))
+
+
+def _benign(owner, kind, k, old, new):
+    """A change to a class that cannot alter what judges: a lazily built singleton (a private
+    entry that held None now holds an instance of exactly that class: matplotlib's
+    Path._unit_rectangle), or a new data entry (plain builtin data, not a dunder) that shadows
+    nothing in the class's bases (a test's setUp storing file names on its class)."""
+    if kind != "class" or _type(k) is not str:
+        return False
+    if old is None and k.startswith("_") and _type(new) is owner:
+        return True
+    return (old is _MISSING and _type(new) in _PLAIN_DATA and not (k.startswith("__") and k.endswith("__"))
+            and not any(k in _dict_of(c) for c in _mro_of(owner)[1:]))
 
 
 def changes(snap):
     """What differs from `snap` (identity), as short labels."""
     bad = []
-    for (label, owner, m, kind, keys, keyset), vals in snap:
+    for (label, owner, m, kind, _, _), keys, vals in snap:
         cur = list(map(m.get, keys, _repeat(_MISSING)))
         if not all(map(_is, cur, vals)):
-            bad += [f"{label}.{k}" for k, v, c in zip(keys, vals, cur) if c is not v]
+            bad += [f"{label}.{k}" for k, v, c in zip(keys, vals, cur) if c is not v and not _benign(owner, kind, k, v, c)]
         if kind == "class" and len(m) != len(keys):
             # __annotations__ and copyreg's __slotnames__ are caches the interpreter adds (copy, pickle)
-            bad += [f"{label}.{k} (added)" for k in list(m.keys()) if k not in keyset
-                    and k not in ("__annotations__", "__slotnames__")]
+            had = frozenset(keys)
+            bad += [f"{label}.{k} (added)" for k, v in list(m.items()) if k not in had
+                    and k not in ("__annotations__", "__slotnames__") and not _benign(owner, kind, k, _MISSING, v)]
     return bad
 
 
 def restore(snap):
-    for (label, owner, m, kind, keys, keyset), vals in snap:
+    for (label, owner, m, kind, _, _), keys, vals in snap:
+        keyset = frozenset(keys)
         for k, v in zip(keys, vals):
             try:
                 if m.get(k, _MISSING) is v:
@@ -925,6 +1016,9 @@ def test_targets(base, seen, ns, test_src, entry, TestCase):
         ts += [_target(_qualname_of(k), k, "class") for k in _classes_of(c, seen)]
     used = {n.id for n in ast.walk(tree) if _isinstance(n, ast.Name)}
     ts.append(_target("test globals", ns, "names", [n for n in (set(bound) | used | {entry}) if n in ns]))
+    # names a test function declares `global` (and so may rebind itself): watched around each
+    # program call, but not between and after tests, where they are the test's own state
+    written = {n for node in ast.walk(tree) if _isinstance(node, ast.Global) for n in node.names}
     mods, objs = {}, []
     for n in set(bound):
         v = ns.get(n)
@@ -953,7 +1047,7 @@ def test_targets(base, seen, ns, test_src, entry, TestCase):
         objs += [mod.__dict__[k] for k in t[4] if _is_class(mod.__dict__.get(k))]
     for c in objs:
         ts += [_target(_qualname_of(k), k, "class") for k in _classes_of(c, seen)]
-    return ts, tcls, foreign
+    return ts, tcls, foreign, written
 
 
 def suspect(x, ns, depth=0, budget=None):
@@ -1074,12 +1168,13 @@ def run_unittest(out, g, ns, test_src, limit, entry, base, seen, U, load_notes):
         _entry_wrapper.__wrapped__ = real  # inspect.signature(task_func) is task_func's
     if e.real is not None:
         ns[entry] = _entry_wrapper
-    targets, classes, foreign = test_targets(base, seen, ns, test_src, entry, U.TestCase)
+    targets, classes, foreign, written = test_targets(base, seen, ns, test_src, entry, U.TestCase)
     if foreign:
         load_notes = load_notes + [f"a base class of the tests does not come from unittest or the test code: "
                                    f"{', '.join(foreign[:5])}"]
     e.targets = targets
-    clean = snapshot(targets)
+    clean = snapshot([t if t[0] != "test globals" or not written else
+                      _target(t[0], t[1], "names", [k for k in t[4] if k not in written]) for t in targets])
     for cls in classes:
         for name in U.names(cls):
             tname = f"{_name_of(cls)}.{name}"
@@ -1202,6 +1297,7 @@ def main():
     out = make_stream(fd, nonce)
     del nonce
     tmp = os.getcwd()
+    _LIB_DIRS[:] = [_resolve(d) for d in sys.path if d.startswith("/") and d.endswith(("site-packages", "dist-packages"))]
     sys.set_int_max_str_digits(0)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), p.get("recursion", 5000)))
     signal.signal(signal.SIGALRM, _on_alarm)

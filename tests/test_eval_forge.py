@@ -9,6 +9,7 @@ previous harness (git HEAD~ of eval/sandbox.py, when it is still the unprotected
 can fail. Real BigCodeBench canonical solutions (stdlib-only: subprocess, threading, mock,
 tempfile, sockets, logging, inspect) must still pass under the guards.
 """
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,7 +103,41 @@ def proc_fds():
             if "sandbox" in str(e):
                 raise
     return out
+def tb_obj():
+    try:
+        raise KeyError
+    except KeyError as e:
+        return e.__traceback__
+def imposter(suffix, qualname, body):
+    # a function compiled under the file name and qualified name of a library function the hook
+    # lets have a frame (or gc.get_referents), with code of its own
+    sp = [p for p in sys.path if p.endswith("site-packages")]
+    cls, _, fn = qualname.rpartition(".")
+    src = f"class {cls}:\n    def {fn}(self):\n        return {body}\n" if cls else f"def {fn}():\n    return {body}\n"
+    ns = {"sys": sys, "gc": gc, "tb_obj": tb_obj}
+    exec(compile(src, sp[0] + "/" + suffix, "exec"), ns)
+    return getattr(ns[cls](), fn)() if cls else ns[fn]()
+def genuine_rebound():
+    # the genuine library code under globals of our own: it may take its frame, it hands on only names
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise LookupError("matplotlib is not installed")
+    import itertools, matplotlib._api as api
+    got = []
+    class Spy:
+        def match(self, *a):
+            got.append(a)
+        def warn(self, *a, **k):
+            got.append((a, k))
+    types.FunctionType(api.warn_external.__code__, {"sys": sys, "re": Spy(), "warnings": Spy(),
+                                                   "itertools": itertools, "pathlib": None})("x", None)
+    return got
 t("getframe", lambda: sys._getframe(0))
+t("lib_imposter_getframe", lambda: imposter("matplotlib/_api/__init__.py", "warn_external", "sys._getframe(0)"))
+t("lib_imposter_decorator", lambda: imposter("scipy/_lib/decorator.py", "FunctionMaker.update", "sys._getframe(1)"))
+t("lib_imposter_referents", lambda: imposter("pandas/core/generic.py", "NDFrame._check_setitem_copy",
+                                             "gc.get_referents(tb_obj())"))
+t("genuine_rebound", genuine_rebound)
 t("getframe_deep", lambda: [sys._getframe(i) for i in range(1, 12)])
 t("current_frames", lambda: list(sys._current_frames().values()))
 t("tb_frame", tb_frame)
@@ -385,7 +420,8 @@ def test_thief_finds_nothing(verdicts):
         text = _text(verdicts[("nonce_thief", where)])
         assert "nothing found" in text, text
         for route in ("getframe", "current_frames", "tb_frame", "gi_frame", "signal_frame", "settrace", "saveall",
-                      "fresh_gc", "gc_objects", "gc_referrers", "proc_mem", "proc_fd", "inspect_stack", "walk_stack"):
+                      "fresh_gc", "gc_objects", "gc_referrers", "proc_mem", "proc_fd", "inspect_stack", "walk_stack",
+                      "lib_imposter_getframe", "lib_imposter_decorator", "lib_imposter_referents"):
             assert f"{route}:got" not in text, (route, text)
 
 
@@ -421,6 +457,112 @@ def test_thief_works_without_the_guards(tmp_path, monkeypatch):
     by = _run(_jobs(["nonce_thief", "patch_unittest"]))
     assert by[("nonce_thief", "entry")]["passed"] is True, by[("nonce_thief", "entry")]
     assert by[("patch_unittest", "entry")]["passed"] is True, by[("patch_unittest", "entry")]
+
+
+# ------------------------------------------------------------------ the test's own state is not the program's
+# What BigCodeBench's tests do to the watched state themselves (29, 145: mock.patch of a method a
+# class inherits; 509: setUp storing data on its class; 652: a test rebinding its own global) and
+# what a library does (360, 425: matplotlib's lazily built Path._unit_rectangle), none of which is
+# the program tampering; beside them, programs that use the same places to forge.
+OWN_STATE_TEST = '''
+import unittest
+from unittest.mock import patch
+class Base:
+    def value(self):
+        return 1
+class Child(Base):
+    pass
+class Lazy:
+    _one = None
+SEEN = None
+class TestCases(unittest.TestCase):
+    def setUp(self):
+        type(self).files = ["a.csv", "b.csv"]
+    def test_patched_inherited(self):
+        with patch.object(Child, "value", return_value=5):
+            self.assertEqual(task_func(Child()), 5)
+    def test_own_global(self):
+        global SEEN
+        SEEN = 7
+        self.assertEqual(task_func(None), SEEN)
+    def test_files(self):
+        self.assertEqual(self.files, ["a.csv", "b.csv"])
+        self.assertIsInstance(Lazy._one, (Lazy, type(None)))
+'''
+OWN_GOOD = '''def task_func(x):
+    if Lazy._one is None:
+        Lazy._one = Lazy()
+    return SEEN if x is None else x.value()
+'''
+OWN_FORGERS = {  # each passes every test if the harness lets the change through
+    "rebinds_the_tests_global": "def task_func(x):\n    global SEEN\n    if x is None:\n        SEEN = 99\n        return 99\n"
+                                "    return x.value()\n",
+    "private_none_to_another_class": "def task_func(x):\n    Lazy._one = Child()\n    TestCases.assertEqual = lambda *a, **k: None\n"
+                                     "    return 0\n",
+    "data_that_shadows": "def task_func(x):\n    TestCases.failureException = KeyError\n    TestCases.longMessage = False\n"
+                         "    return 0\n",
+}
+
+
+def test_the_tests_own_state_is_not_the_programs():
+    p = dict(problem(), task_id="BigCodeBench/own-state", test=OWN_STATE_TEST, dhash="own-state")
+    wrong = OWN_GOOD.replace("return SEEN if", "return -1 if")
+    jobs = [Job(p, OWN_GOOD, sample=0, extra=dict(kind="good", where="-")),
+            Job(p, wrong, sample=1, extra=dict(kind="wrong", where="-"))]
+    jobs += [Job(p, src, sample=2 + i, extra=dict(kind=name, where="entry")) for i, (name, src) in enumerate(OWN_FORGERS.items())]
+    by = _run(jobs)
+    good, bad = by[("good", "-")], by[("wrong", "-")]
+    assert good["passed"] is True and good["verdicts"]["tests"] == "...", good
+    assert bad["passed"] is False and "F" in bad["verdicts"]["tests"], bad
+    named = {"rebinds_the_tests_global": "test globals.SEEN", "private_none_to_another_class": "Lazy._one",
+             "data_that_shadows": "TestCases.failureException"}
+    for name, label in named.items():
+        v = by[(name, "entry")]
+        assert v["passed"] is False and label in _text(v), (name, v)
+
+
+def test_library_readers_are_known_by_their_code(tmp_path, monkeypatch):
+    """The hook gives a library function a frame (or gc.get_referents) only when the caller's code
+    object equals that function's code compiled from the interpreter's own site-packages: the
+    same source compiled again passes; an imposter under the same file and qualified name with
+    code of its own does not; nor does the genuine code from a file outside site-packages, nor
+    the old code once the file changed under a stale .pyc."""
+    import importlib.util
+    import eval.sandbox as sbx
+    site = tmp_path / "site-packages"
+    lib = site / "fakelib" / "frames.py"
+    lib.parent.mkdir(parents=True)
+    src = "import sys\n\n\nclass Maker:\n    def update(self):\n        return sys._getframe(1).f_globals.get('__name__', '?')\n"
+    lib.write_text(src)
+    monkeypatch.setattr(sbx, "_LIB_READERS", {"fakelib/frames.py": ("sys._getframe", "Maker.update")})
+    monkeypatch.setattr(sbx, "_LIB_DIRS", [str(site.resolve())])
+
+    def code_of(path, text=None):
+        ns = {}
+        exec(compile(text if text is not None else path.read_text(), str(path), "exec"), ns)
+        return ns["Maker"].update.__code__
+
+    def allowed(code):
+        sbx._LIB_OK.clear()
+        return sbx._library_reader("sys._getframe", code)
+    spec = importlib.util.spec_from_file_location("fakelib_frames", lib)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # as the import system loads it (and writes its .pyc)
+    genuine = mod.Maker.update.__code__
+    assert allowed(genuine) and allowed(code_of(lib))
+    assert not sbx._library_reader("gc.get_referents", genuine)  # listed for sys._getframe only
+    imposter = code_of(lib, src.replace(".f_globals.get('__name__', '?')", ""))
+    assert imposter.co_qualname == "Maker.update" and imposter.co_filename == str(lib)
+    assert not allowed(imposter)
+    elsewhere = tmp_path / "elsewhere" / "fakelib" / "frames.py"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text(src)
+    assert not allowed(code_of(elsewhere))
+    mtime = lib.stat().st_mtime
+    lib.write_text(src.replace("'?'", "'unknown'"))
+    os.utime(lib, (mtime + 10, mtime + 10))  # the .pyc written above no longer matches the source
+    assert not allowed(genuine) and allowed(code_of(lib))
+    sbx._LIB_OK.clear()
 
 
 # ------------------------------------------------------------------ real programs still pass
