@@ -743,8 +743,12 @@ def _judge(job: Job, limits: Limits = None) -> dict:
         # its canonical time taken as 20 s when unknown: the suite's limit is the canonical's time
         # only when that is longer than TIMEOUT_LIMIT
         lim = load_scale() * (max(limits.bcb_timeout, t or 0.0) + 1.0)
+        # backstops for a hang the child's timers cannot stop (they count wall time here, as this
+        # does): half as long again as the suite and its load, not 3x (a 241 s suite hung in C code
+        # would hold a worker for 12 minutes)
+        back = 1.5 * (lim + load) + 10.0
         msgs, info = run_sandboxed(dict(common, groups=[dict(kind="unittest", test=p["test"], limit=lim)]),
-                                   3 * (lim + load) + 10.0, 3 * (lim + load) + 20.0)
+                                   back, back + 10.0)
         tests = [m for m in msgs if m[0] == "T"]
         load_err = next((m[1] for m in msgs if m[0] == "L"), None)
         done = info["finished"]

@@ -480,7 +480,7 @@ _type_setattr, _type_delattr, _obj_setattr = type.__setattr__, type.__delattr__,
 _is, _repeat, _get_ident, _thread_count = operator.is_, itertools.repeat, _thread.get_ident, _thread._count
 _ne = operator.ne
 _readlink, _getcwd = posix.readlink, posix.getcwd
-_p_open, _p_read, _p_close, _p_fstat, _p_stat = posix.open, posix.read, posix.close, posix.fstat, posix.stat
+_p_open, _p_read, _p_close, _p_stat = posix.open, posix.read, posix.close, posix.stat
 _CACHE_TAG = sys.implementation.cache_tag
 _gc_disable, _gc_enable, _gc_isenabled, _gc_get_debug, _gc_set_debug, _gc_garbage = (
     gc.disable, gc.enable, gc.isenabled, gc.get_debug, gc.set_debug, gc.garbage)
